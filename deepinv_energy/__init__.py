@@ -1,0 +1,31 @@
+"""Normalized energy models for linear inverse problems, as an extension of deepinv."""
+
+__version__ = "0.1.0"
+
+from .covariance import BASES, Covariance, hartley
+from .models import EnergyModel, GaussianEnergy, GaussianMixtureEnergy, MixturePosterior
+from .problems import (
+    LAM_MAX,
+    LAM_MIN,
+    SUPPORTED_PHYSICS,
+    DenoisingProblem,
+    UnsupportedPhysicsError,
+    to_denoising_problem,
+)
+
+__all__ = [
+    "__version__",
+    "BASES",
+    "Covariance",
+    "hartley",
+    "EnergyModel",
+    "GaussianEnergy",
+    "GaussianMixtureEnergy",
+    "MixturePosterior",
+    "LAM_MAX",
+    "LAM_MIN",
+    "SUPPORTED_PHYSICS",
+    "DenoisingProblem",
+    "UnsupportedPhysicsError",
+    "to_denoising_problem",
+]

@@ -1,0 +1,181 @@
+r"""Covariances diagonal in a fixed orthonormal basis.
+
+Every anisotropic quantity of the package (network conditioning, training noise, sampler
+steps, physics translation) goes through :class:`Covariance`, so no other module does its
+own FFT bookkeeping.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["Covariance", "hartley", "basis_transform", "BASES"]
+
+#: Names of the supported bases.
+BASES = ("pixel", "hartley")
+
+#: Largest dimension for which :meth:`Covariance.dense` builds a matrix.
+MAX_DENSE_DIM = 4096
+
+
+def hartley(x: torch.Tensor) -> torch.Tensor:
+    r"""Orthonormal 2-D discrete Hartley transform over the last two axes.
+
+    .. math::
+
+        \mathrm{DHT}(x) = \mathrm{Re}\,\mathcal{F}(x) - \mathrm{Im}\,\mathcal{F}(x),
+
+    with :math:`\mathcal{F}` the orthonormal 2-D FFT. The transform is real, symmetric,
+    orthogonal and its own inverse, and it diagonalizes every symmetric circulant matrix
+    (e.g. :math:`A^\top A` for a circular convolution :math:`A`).
+
+    :param torch.Tensor x: real tensor (..., H, W).
+    :return: (torch.Tensor) the transform, same shape and dtype.
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_energy.covariance import hartley
+    >>> x = torch.randn(1, 1, 4, 5, dtype=torch.float64)
+    >>> bool(torch.allclose(hartley(hartley(x)), x))
+    True
+    """
+    f = torch.fft.fft2(x, norm="ortho")
+    return f.real - f.imag
+
+
+def basis_transform(x: torch.Tensor, basis: str) -> torch.Tensor:
+    r"""Coefficients :math:`V^\top x` of images in a basis. Both bases are symmetric involutions,
+    so the same call also maps coefficients back to images (:math:`V c`)."""
+    if basis == "pixel":
+        return x
+    if basis == "hartley":
+        return hartley(x)
+    raise ValueError(f"basis must be one of {BASES}, got {basis!r}.")
+
+
+class Covariance:
+    r"""Gaussian covariance :math:`\Sigma = V \operatorname{diag}(\lambda) V^\top` with a fixed basis.
+
+    :math:`V` is the identity (``"pixel"``) or the orthonormal 2-D discrete Hartley
+    transform per channel (``"hartley"``, see :func:`hartley`); the variances
+    :math:`\lambda > 0` are stored as ``log_var``, one per coefficient, with the image's
+    shape (B, C, H, W). A batch of images carries a batch of covariances.
+
+    :param str basis: ``"pixel"`` or ``"hartley"``.
+    :param torch.Tensor log_var: log-variances, shape (B, C, H, W), finite.
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_energy import Covariance
+    >>> cov = Covariance("hartley", torch.zeros(2, 1, 8, 8))
+    >>> x = torch.randn(2, 1, 8, 8)
+    >>> bool(torch.allclose(cov.apply(x), x, atol=1e-5))  # identity covariance
+    True
+    >>> cov.logdet().shape
+    torch.Size([2])
+    """
+
+    def __init__(self, basis: str, log_var: torch.Tensor):
+        if basis not in BASES:
+            raise ValueError(f"basis must be one of {BASES}, got {basis!r}.")
+        if not isinstance(log_var, torch.Tensor):
+            raise TypeError(f"log_var must be a torch.Tensor, got {type(log_var).__name__}.")
+        if log_var.ndim != 4:
+            raise ValueError(
+                f"log_var must have shape (B, C, H, W), got {tuple(log_var.shape)}."
+            )
+        if not log_var.is_floating_point():
+            raise TypeError(f"log_var must be a floating tensor, got {log_var.dtype}.")
+        if not torch.isfinite(log_var.detach()).all():
+            raise ValueError("log_var must be finite (no NaN or inf).")
+        self.basis = basis
+        self.log_var = log_var
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def isotropic(cls, var, like: torch.Tensor, basis: str = "pixel") -> "Covariance":
+        r"""Isotropic covariance :math:`\sigma^2 I`, shaped like an image batch.
+
+        :param float | torch.Tensor var: variance, a float or a (B,) tensor, positive.
+        :param torch.Tensor like: image batch (B, C, H, W) giving shape, dtype and device.
+        :param str basis: basis the covariance is expressed in (it is diagonal in both).
+        """
+        var = torch.as_tensor(var, dtype=like.dtype, device=like.device)
+        if var.ndim > 1 or (var.ndim == 1 and var.shape[0] not in (1, like.shape[0])):
+            raise ValueError(
+                f"var must be a float or a tensor of shape ({like.shape[0]},), got shape {tuple(var.shape)}."
+            )
+        if not (var > 0).all():
+            raise ValueError("var must be positive.")
+        log_var = torch.log(var).reshape(-1, 1, 1, 1).expand(like.shape)
+        return cls(basis, log_var.contiguous())
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self) -> torch.Size:
+        return self.log_var.shape
+
+    @property
+    def variances(self) -> torch.Tensor:
+        r"""The variances :math:`\lambda = \exp(\text{log\_var})`."""
+        return self.log_var.exp()
+
+    @property
+    def dim(self) -> int:
+        """Number of coefficients per image, :math:`d = C H W`."""
+        return math.prod(self.log_var.shape[1:])
+
+    def with_log_var(self, log_var: torch.Tensor) -> "Covariance":
+        """The covariance with the same basis and new log-variances."""
+        return Covariance(self.basis, log_var)
+
+    def to(self, *args, **kwargs) -> "Covariance":
+        """Move or cast the log-variances (same arguments as :meth:`torch.Tensor.to`)."""
+        return Covariance(self.basis, self.log_var.to(*args, **kwargs))
+
+    def __repr__(self) -> str:
+        return f"Covariance(basis={self.basis!r}, shape={tuple(self.shape)})"
+
+    # ------------------------------------------------------------------ basis changes
+    def to_basis(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Coefficients :math:`V^\top x` of images ``x`` in this covariance's basis."""
+        return basis_transform(x, self.basis)
+
+    def from_basis(self, c: torch.Tensor) -> torch.Tensor:
+        r"""Images :math:`V c` from coefficients ``c``."""
+        return basis_transform(c, self.basis)
+
+    # ------------------------------------------------------------------ linear algebra
+    def apply(self, x: torch.Tensor, power: float = 1.0) -> torch.Tensor:
+        r""":math:`\Sigma^p x = V \operatorname{diag}(\lambda^p) V^\top x`."""
+        return self.from_basis(torch.exp(power * self.log_var) * self.to_basis(x))
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""A draw of :math:`\mathcal{N}(0, \Sigma)`, i.e. :math:`\Sigma^{1/2} z` with :math:`z \sim \mathcal{N}(0, I)`."""
+        z = torch.randn(
+            self.shape, generator=generator, dtype=self.log_var.dtype, device=self.log_var.device
+        )
+        return self.apply(z, 0.5)
+
+    def logdet(self) -> torch.Tensor:
+        r""":math:`\log\det\Sigma = \sum_i \log\lambda_i`, shape (B,), accumulated in float64."""
+        return self.log_var.double().sum(dim=(1, 2, 3))
+
+    def basis_matrix(self) -> torch.Tensor:
+        r"""Dense :math:`V` (d, d) whose columns are the basis vectors (small images only)."""
+        d = self.dim
+        if d > MAX_DENSE_DIM:
+            raise ValueError(f"dense matrices are limited to d <= {MAX_DENSE_DIM}, got d = {d}.")
+        eye = torch.eye(d, dtype=self.log_var.dtype, device=self.log_var.device)
+        cols = self.from_basis(eye.reshape(d, *self.shape[1:]))
+        return cols.reshape(d, d).T
+
+    def dense(self) -> torch.Tensor:
+        r"""Dense :math:`\Sigma`, shape (B, d, d) (small images only)."""
+        v = self.basis_matrix()
+        lam = self.variances.reshape(self.shape[0], 1, -1)
+        return (v * lam) @ v.T

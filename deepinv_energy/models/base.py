@@ -1,0 +1,124 @@
+r"""The interface every energy model implements, closed-form or learned."""
+
+from __future__ import annotations
+
+import torch
+
+from ..covariance import Covariance
+
+__all__ = ["EnergyModel", "check_image"]
+
+
+def check_image(y: torch.Tensor, name: str = "y") -> None:
+    """Raise a clear error unless ``y`` is a finite floating (B, C, H, W) tensor."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(y).__name__}.")
+    if y.ndim != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(y.shape)}.")
+    if not y.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {y.dtype}.")
+    if not torch.isfinite(y.detach()).all():
+        raise ValueError(f"{name} contains NaN or inf.")
+
+
+class EnergyModel(torch.nn.Module):
+    r"""Energy :math:`U(y, \Sigma) \approx -\log p_\Sigma(y)` of noisy images.
+
+    :math:`p_\Sigma(y) = \int \mathcal{N}(y; x, \Sigma)\, p(x)\, dx` is the density of a clean
+    image :math:`x \sim p` observed through Gaussian noise of covariance :math:`\Sigma`
+    (a :class:`deepinv_energy.Covariance`). Subclasses implement :meth:`energy`; everything
+    else follows from it by autograd and the identities
+
+    .. math::
+
+        \nabla_y \log p_\Sigma(y) = -g, \qquad
+        \mathbb{E}[x \mid y] = y - \Sigma g, \qquad
+        h_i = \tfrac12\left(1 - \mathbb{E}[\varepsilon_i^2 \mid y]\right),
+
+    with :math:`g = \nabla_y U`, :math:`h = \partial U / \partial \log\lambda` and
+    :math:`\varepsilon = V^\top (y - x) / \sqrt{\lambda}` the whitened noise.
+
+    Energies are in nats, one per image, shape (B,).
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_energy import Covariance, GaussianEnergy
+    >>> model = GaussianEnergy(torch.zeros(1, 1, 2, 2), torch.eye(4))
+    >>> y = torch.randn(3, 1, 2, 2)
+    >>> cov = Covariance.isotropic(0.5, y)
+    >>> g, h = model.grads(y, cov)
+    >>> bool(torch.allclose(model.denoise(y, cov), y / 1.5, atol=1e-6))
+    True
+    """
+
+    def energy(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
+        """Energy :math:`U(y, \\Sigma)` in nats, shape (B,)."""
+        raise NotImplementedError
+
+    def forward(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
+        return self.energy(y, cov)
+
+    def log_prob(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
+        r""":math:`\log p_\Sigma(y) = -U(y, \Sigma)`, shape (B,)."""
+        return -self.energy(y, cov)
+
+    def energy_and_grads(
+        self,
+        y: torch.Tensor,
+        cov: Covariance,
+        create_graph: bool = False,
+        wrt_log_var: bool = True,
+    ):
+        r"""Energy and its gradients from one autograd call.
+
+        :param torch.Tensor y: noisy images (B, C, H, W).
+        :param Covariance cov: noise covariance.
+        :param bool create_graph: keep the graph of the gradients (training losses, or
+            differentiating a denoiser as DPS does). When ``False`` the outputs are detached.
+        :param bool wrt_log_var: also return :math:`h = \partial U / \partial \log\lambda`
+            (``None`` otherwise).
+        :return: ``(U, g, h)``: energies (B,), :math:`g = \nabla_y U` (image shape) and
+            :math:`h` (log-variance shape, or ``None``).
+        """
+        with torch.enable_grad():
+            y_in = y if (create_graph and y.requires_grad) else y.detach().requires_grad_(True)
+            lv = cov.log_var
+            if wrt_log_var:
+                lv = lv if (create_graph and lv.requires_grad) else lv.detach().requires_grad_(True)
+            u = self.energy(y_in, Covariance(cov.basis, lv))
+            inputs = [y_in, lv] if wrt_log_var else [y_in]
+            grads = torch.autograd.grad(u.sum(), inputs, create_graph=create_graph)
+        g = grads[0]
+        h = grads[1] if wrt_log_var else None
+        if not create_graph:
+            u = u.detach()
+        return u, g, h
+
+    def grads(self, y: torch.Tensor, cov: Covariance, create_graph: bool = False):
+        r""":math:`(g, h) = (\nabla_y U, \partial U/\partial \log\lambda)`."""
+        _, g, h = self.energy_and_grads(y, cov, create_graph=create_graph)
+        return g, h
+
+    def score(self, y: torch.Tensor, cov: Covariance, create_graph: bool = False) -> torch.Tensor:
+        r"""Score :math:`\nabla_y \log p_\Sigma(y) = -g`."""
+        _, g, _ = self.energy_and_grads(y, cov, create_graph=create_graph, wrt_log_var=False)
+        return -g
+
+    def denoise(self, y: torch.Tensor, cov: Covariance, create_graph: bool = False) -> torch.Tensor:
+        r"""Anisotropic Tweedie estimate :math:`\mathbb{E}[x \mid y] = y - \Sigma g`."""
+        return y + cov.apply(self.score(y, cov, create_graph=create_graph))
+
+    def posterior_variance(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
+        r"""Posterior variance of each coefficient of :math:`x` in the covariance's basis.
+
+        .. math::
+
+            \operatorname{Var}[(V^\top x)_i \mid y] = \lambda_i (1 - 2 h_i) - (\lambda_i (V^\top g)_i)^2,
+
+        from one gradient evaluation (identity 3 of the method). In the pixel basis this is a
+        per-pixel uncertainty map; in the Hartley basis a per-frequency one.
+        """
+        _, g, h = self.energy_and_grads(y, cov)
+        lam = cov.variances
+        return lam * (1 - 2 * h) - (lam * cov.to_basis(g)) ** 2
