@@ -4,6 +4,8 @@ __version__ = "0.1.0"
 
 from .covariance import BASES, Covariance, hartley
 from .models import EnergyModel, GaussianEnergy, GaussianMixtureEnergy, MixturePosterior
+from .denoiser import EnergyDenoiser
+from .prior import EnergyPrior
 from .problems import (
     LAM_MAX,
     LAM_MIN,
@@ -22,6 +24,8 @@ __all__ = [
     "GaussianEnergy",
     "GaussianMixtureEnergy",
     "MixturePosterior",
+    "EnergyDenoiser",
+    "EnergyPrior",
     "LAM_MAX",
     "LAM_MIN",
     "SUPPORTED_PHYSICS",
