@@ -2,6 +2,14 @@
 
 __version__ = "0.1.0"
 
+from .blind import (
+    BlindEstimator,
+    BlindPosterior,
+    BoxInpaintingFamily,
+    DenoisingFamily,
+    GaussianBlurFamily,
+    OperatorFamily,
+)
 from .covariance import BASES, Covariance, hartley
 from .models import EnergyModel, GaussianEnergy, GaussianMixtureEnergy, MixturePosterior
 from .denoiser import EnergyDenoiser
@@ -26,6 +34,12 @@ __all__ = [
     "MixturePosterior",
     "EnergyDenoiser",
     "EnergyPrior",
+    "BlindEstimator",
+    "BlindPosterior",
+    "BoxInpaintingFamily",
+    "DenoisingFamily",
+    "GaussianBlurFamily",
+    "OperatorFamily",
     "LAM_MAX",
     "LAM_MIN",
     "SUPPORTED_PHYSICS",

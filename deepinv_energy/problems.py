@@ -265,8 +265,8 @@ def _blur_problem(y, physics, sigma, lam_min, lam_max):
     b = y.shape[0]
     delta = torch.zeros_like(y)
     delta[..., 0, 0] = 1
-    with torch.no_grad():
-        k = torch.fft.fft2(physics.A(delta))  # transfer function of the circular convolution
+    # transfer function of the circular convolution (differentiable in the kernel's parameters)
+    k = torch.fft.fft2(physics.A(delta))
     power = _symmetric_part(k.abs() ** 2)
     noise_var = _per_image(sigma**2)
     observed = power * lam_max > noise_var.clamp(min=lam_min)

@@ -1,0 +1,168 @@
+"""Blind estimation: grid posteriors equal the exact ones from measurement-space evidences.
+
+Reference: ``GaussianMixtureEnergy.measurement_posterior(y, physics).log_evidence`` for each
+candidate physics (dense, float64), plus the fill density for the box family. Tolerance 1e-4
+nats: the energy-path evidence differs from the exact one only through lam_max = 1e6, by at
+most E|x_u|^2 / (2 lam_max) <~ 36 * 1 / 2e6 ~ 2e-5 (see tests/test_problems.py).
+"""
+
+import math
+
+import deepinv as dinv
+import pytest
+import torch
+
+from deepinv_energy import (
+    BlindEstimator,
+    BoxInpaintingFamily,
+    DenoisingFamily,
+    GaussianBlurFamily,
+    OperatorFamily,
+    UnsupportedPhysicsError,
+)
+from helpers import random_mixture
+
+SHAPE = (1, 6, 6)
+LAM_MAX = 1e6
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_mixture(SHAPE, k=3, seed=50)
+
+
+def exact_log_posterior(model, family, y, extra=None):
+    theta = family.candidates()
+    n = next(iter(theta.values())).shape[0]
+    ev = torch.empty(y.shape[0], n, dtype=torch.float64)
+    for i in range(n):
+        t = {k: v[i : i + 1].expand(y.shape[0]) for k, v in theta.items()}
+        physics = family.physics(t)
+        y_model = y if extra is None else y * physics.mask  # the physics' part of the measurement
+        ev[:, i] = model.measurement_posterior(y_model, physics).log_evidence
+        if extra is not None:
+            ev[:, i] += extra(y, t)
+    return ev, ev - torch.logsumexp(ev, dim=1, keepdim=True)
+
+
+def simulate(model, family, truth, seed):
+    x = model.sample_prior(len(next(iter(truth.values()))), generator=torch.Generator().manual_seed(seed))
+    theta = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in truth.items()}
+    return family.measure(x, theta, generator=torch.Generator().manual_seed(seed + 1))
+
+
+def check(model, family, y, extra=None):
+    est = BlindEstimator(model, family, lam_max=LAM_MAX, batch_size=7)
+    post = est.posterior(y)
+    ev, lp = exact_log_posterior(model, family, y, extra)
+    assert torch.allclose(post.log_evidence, ev, atol=1e-4), (post.log_evidence - ev).abs().max()
+    assert torch.allclose(post.log_posterior, lp, atol=1e-4)
+    return post
+
+
+def test_blur_width_and_noise_joint(model):
+    family = GaussianBlurFamily(SHAPE, widths=[0.4, 0.7, 1.0, 1.5, 2.2], noise=[0.02, 0.05, 0.1])
+    y = simulate(model, family, {"width": [0.7, 1.5], "noise": [0.05, 0.02]}, seed=1)
+    post = check(model, family, y)
+    # nuisance marginalization is a logsumexp over the other axis
+    values, lm = post.marginal("width")
+    manual = torch.logsumexp(post.log_posterior.reshape(2, 5, 3), dim=2)
+    assert torch.allclose(values, torch.tensor([0.4, 0.7, 1.0, 1.5, 2.2], dtype=torch.float64))
+    assert torch.allclose(lm, manual)
+
+
+def test_denoising_noise_level(model):
+    family = DenoisingFamily(SHAPE, noise=torch.linspace(0.05, 0.5, 10))
+    y = simulate(model, family, {"noise": [0.1, 0.3]}, seed=2)
+    check(model, family, y)
+
+
+def test_box_size_and_position_noisy_fill(model):
+    family = BoxInpaintingFamily(SHAPE, sizes=[1, 2, 3], noise=0.02, fill_mean=0.5, fill_std=0.05)
+
+    def fill(y, t):
+        box = family.box(t, y).expand_as(y)
+        r = (y - 0.5)[box].reshape(y.shape[0], -1)
+        return (-0.5 * r**2 / 0.0025 - 0.5 * math.log(2 * math.pi * 0.0025)).sum(1)
+
+    y = simulate(model, family, {"size": [2, 3], "top": [1, 3], "left": [2, 0], "noise": [0.02, 0.02]}, seed=3)
+    post = check(model, family, y, extra=fill)
+    assert post.map()["size"].tolist() == [2.0, 3.0]
+
+
+def test_box_position_constant_fill(model):
+    family = BoxInpaintingFamily(SHAPE, sizes=[2], noise=0.02, fill_mean=0.0, fill_std=0.0)
+
+    def fill(y, t):
+        box = family.box(t, y).expand_as(y)
+        ok = ((y * box).abs() <= 1e-6).flatten(1).all(1)
+        return torch.where(ok, 0.0, -math.inf).double()
+
+    y = simulate(model, family, {"size": [2, 2], "top": [0, 4], "left": [3, 1], "noise": [0.02, 0.02]}, seed=4)
+    est = BlindEstimator(model, family, lam_max=LAM_MAX)
+    post = est.posterior(y)
+    ev, lp = exact_log_posterior(model, family, y, fill)
+    finite = torch.isfinite(lp)
+    assert torch.equal(finite, torch.isfinite(post.log_posterior))
+    assert torch.allclose(post.log_posterior[finite], lp[finite], atol=1e-4)
+    assert post.map()["top"].tolist() == [0.0, 4.0] and post.map()["left"].tolist() == [3.0, 1.0]
+
+
+def test_posterior_summaries():
+    family = DenoisingFamily(SHAPE, noise=[0.1, 0.2, 0.3, 0.4])
+    from deepinv_energy.blind import BlindPosterior
+
+    lp = torch.log(torch.tensor([[0.1, 0.6, 0.25, 0.05]], dtype=torch.float64))
+    post = BlindPosterior(family.candidates(), lp, lp)
+    assert torch.allclose(post.mean("noise"), torch.tensor([0.225], dtype=torch.float64))
+    lo, hi = post.credible_interval("noise", 0.8)  # tails of 0.1 each
+    assert lo.item() == pytest.approx(0.2) and hi.item() == pytest.approx(0.3)
+    lo, hi = post.credible_interval("noise", 0.95)
+    assert lo.item() == pytest.approx(0.1) and hi.item() == pytest.approx(0.4)
+    assert post.map()["noise"].item() == pytest.approx(0.2)
+
+
+def test_refine_reaches_a_stationary_point(model):
+    family = GaussianBlurFamily(SHAPE, widths=[0.5, 1.0, 2.0], noise=0.05)
+    y = simulate(model, family, {"width": [1.3], "noise": [0.05]}, seed=5)
+    est = BlindEstimator(model, family, lam_max=LAM_MAX)
+    post = est.posterior(y)
+    best = est.refine(y, post.map(), params=["width"], steps=150, lr=0.05)
+    w = best["width"].item()
+
+    def exact(width):
+        t = {"width": torch.tensor([width], dtype=torch.float64), "noise": torch.tensor([0.05], dtype=torch.float64)}
+        return model.measurement_posterior(y, family.physics(t)).log_evidence.item()
+
+    assert exact(w) >= post.log_evidence.max().item() - 1e-6
+    eps = 1e-4
+    slope = (exact(w + eps) - exact(w - eps)) / (2 * eps)
+    curvature = (exact(w + eps) - 2 * exact(w) + exact(w - eps)) / eps**2
+    assert abs(slope / curvature) < 1e-2  # within a hundredth of a pixel of the maximum
+
+
+def test_bad_inputs(model):
+    with pytest.raises(ValueError, match="empty"):
+        DenoisingFamily(SHAPE, noise=[])
+    with pytest.raises(ValueError, match="non-finite"):
+        GaussianBlurFamily(SHAPE, widths=[1.0, float("nan")])
+    with pytest.raises(ValueError, match="single box size"):
+        BoxInpaintingFamily(SHAPE, sizes=[1, 2], fill_std=0.0)
+    family = DenoisingFamily(SHAPE, noise=[0.1, 0.2])
+    with pytest.raises(ValueError, match="zero on the whole grid"):
+        BlindEstimator(model, family, log_prior=lambda t: torch.full_like(t["noise"], -math.inf))
+
+    class ValidBlur(OperatorFamily):
+        def physics(self, theta):
+            return dinv.physics.Blur(filter=torch.ones(1, 1, 3, 3, dtype=torch.float64) / 9, padding="valid")
+
+    calls = []
+    model_spy = random_mixture(SHAPE, seed=51)
+    model_spy.register_forward_pre_hook(lambda *a: calls.append(1))
+    with pytest.raises(UnsupportedPhysicsError):
+        BlindEstimator(model_spy, ValidBlur(SHAPE, {"w": [1.0]}))
+    assert not calls
+    with pytest.raises(ValueError, match="continuous"):
+        BlindEstimator(model, BoxInpaintingFamily(SHAPE, sizes=[2])).refine(
+            torch.zeros(1, *SHAPE, dtype=torch.float64), {"size": 2, "top": 0, "left": 0, "noise": 0.0}, params=["size"]
+        )
