@@ -11,7 +11,7 @@ from .blind import (
     OperatorFamily,
 )
 from .covariance import BASES, Covariance, hartley
-from .models import EnergyModel, GaussianEnergy, GaussianMixtureEnergy, MixturePosterior
+from .models import EnergyModel, EnergyUNet, GaussianEnergy, GaussianMixtureEnergy, MixturePosterior, UNetConfig, list_pretrained
 from .denoiser import EnergyDenoiser
 from .prior import EnergyPrior
 from .problems import (
@@ -29,6 +29,9 @@ __all__ = [
     "Covariance",
     "hartley",
     "EnergyModel",
+    "EnergyUNet",
+    "UNetConfig",
+    "list_pretrained",
     "GaussianEnergy",
     "GaussianMixtureEnergy",
     "MixturePosterior",

@@ -8,13 +8,264 @@ import sys
 from . import __version__
 
 
+class UserError(Exception):
+    """A mistake in the command line: printed without a traceback."""
+
+
+def _train(args) -> int:
+    from .training import run_from_args
+
+    return run_from_args(args)
+
+
+def _demo(args) -> int:
+    import torch
+
+    from .demo import run_demo
+
+    if not 1 <= args.images <= 10:
+        raise UserError("--images must be between 1 and 10")
+    if args.samples < 2 or args.levels < 2:
+        raise UserError("--samples and --levels must be at least 2")
+    torch.set_num_threads(args.threads) if args.threads else None
+    model = None
+    if args.model != "fashion-mnist-28":
+        from .models.unet import EnergyUNet
+
+        model = EnergyUNet.from_pretrained(args.model)
+    run_demo(model, n_images=args.images, n_samples=args.samples, n_levels=args.levels, seed=args.seed, out=args.out)
+    return 0
+
+
+def _load_model(name):
+    from .models.unet import EnergyUNet
+
+    return EnergyUNet.from_pretrained(name).eval()
+
+
+def _read_image(path):
+    """A grey image file (PNG/JPEG/...) or a .npy array as a (1, 1, H, W) float tensor in [0, 1]."""
+    import numpy as np
+    import torch
+
+    if str(path).endswith(".npy"):
+        a = np.load(path).astype(np.float32)
+        a = a / 255.0 if a.max() > 1.5 else a
+    else:
+        from PIL import Image
+
+        try:
+            a = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
+        except OSError as err:
+            raise UserError(f"cannot read image {path!r}: {err}") from None
+    if a.ndim != 2:
+        raise UserError(f"{path!r} must be a single grey image, got an array of shape {a.shape}")
+    return torch.from_numpy(a)[None, None]
+
+
+def _save_row(path, images, titles, cmap=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(images), figsize=(2.0 * len(images), 2.3), squeeze=False)
+    for ax, img, title in zip(axes[0], images, titles):
+        ax.imshow(img.detach().cpu().squeeze().numpy(), cmap=("magma" if "std" in title else "gray"),
+                  vmin=0, vmax=None if "std" in title else 1)
+        ax.set_title(title, fontsize=8), ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _physics_from_args(args, y):
+    """The deepinv physics of a measurement described on the command line."""
+    import deepinv as dinv
+    import torch
+
+    _, c, h, w = y.shape
+    noise = dinv.physics.GaussianNoise(args.noise) if args.noise > 0 else dinv.physics.ZeroNoise()
+    if args.task == "denoise":
+        return dinv.physics.Denoising(noise_model=noise)
+    if args.task == "gaussian-blur":
+        k = dinv.physics.functional.gaussian_blur(sigma=(args.blur_std, args.blur_std))
+        return dinv.physics.BlurFFT((c, h, w), filter=k, noise_model=noise)
+    if args.task == "decimate":
+        return dinv.physics.Downsampling((c, h * args.factor, w * args.factor), filter=None, factor=args.factor,
+                                         noise_model=noise)
+    if args.task == "inpaint":
+        if args.mask is None:
+            raise UserError("--task inpaint needs --mask MASK (an image, white = observed)")
+        mask = (_read_image(args.mask) > 0.5).float()
+        if mask.shape[-2:] != (h, w):
+            raise UserError(f"mask is {tuple(mask.shape[-2:])}, image is {(h, w)}")
+        return dinv.physics.Inpainting((c, h, w), mask=mask, noise_model=noise)
+    raise UserError(f"unknown task {args.task!r}")
+
+
+def _sampler(args, model):
+    from .sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler
+
+    if args.levels < 2:
+        raise UserError("--levels must be at least 2")
+    common = dict(sigma_max=10.0, sigma_min=0.01, verbose=True)
+    if args.sampler == "pc":
+        return PredictorCorrectorSampler(model, n_levels=args.levels, n_corrector=0, predictor="covariance", **common)
+    if args.sampler == "mala":
+        return MALASampler(model, n_levels=args.levels, **common)
+    return AdaptiveSampler(model, **common)
+
+
+def _restore(args) -> int:
+    y = _read_image(args.image)
+    physics = _physics_from_args(args, y)
+    model = _load_model(args.model)
+    out = _sampler(args, model).draw(y, physics, n=args.samples, seed=args.seed)
+    mean, std = out.x.mean(0), out.x.std(0)
+    _save_row(args.out, [y, mean, std], ["measurement", "posterior mean", "posterior std"])
+    print(f"restoration written to {args.out}")
+    return 0
+
+
+def _sample(args) -> int:
+    import torch
+
+    model = _load_model(args.model)
+    shape = (model.config.channels, model.config.height, model.config.width_px)
+    out = _sampler(args, model).generate(args.n, shape, seed=args.seed)
+    x = out.x.reshape(-1, *shape)
+    import torchvision
+
+    torchvision.utils.save_image(x.clamp(0, 1), args.out, nrow=int(len(x) ** 0.5 + 0.999), padding=1)
+    print(f"{len(x)} samples written to {args.out}")
+    return 0
+
+
+def _parse_grid(text, name):
+    import torch
+
+    try:
+        parts = [float(v) for v in text.split(":")]
+    except ValueError:
+        raise UserError(f"{name} must be START:STOP:COUNT or a single value, got {text!r}") from None
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) != 3 or parts[2] < 1 or parts[0] <= 0 or parts[1] <= parts[0]:
+        raise UserError(f"{name} must be START:STOP:COUNT with 0 < START < STOP, got {text!r}")
+    return torch.linspace(parts[0], parts[1], int(parts[2]))
+
+
+def _blind(args) -> int:
+    from .blind import BlindEstimator, DenoisingFamily, GaussianBlurFamily
+
+    y = _read_image(args.image)
+    img_size = tuple(y.shape[1:])
+    noise = _parse_grid(args.noise, "--noise")
+    if args.family == "gaussian-blur":
+        family = GaussianBlurFamily(img_size, widths=_parse_grid(args.widths, "--widths"), noise=noise)
+        name = "width"
+    else:
+        family = DenoisingFamily(img_size, noise=noise)
+        name = "noise"
+    model = _load_model(args.model)
+    est = BlindEstimator(model, family, verbose=True)
+    post = est.posterior(y)
+    lo, hi = post.credible_interval(name, args.level)
+    best = post.map()
+    print(f"{name}: MAP {best[name].item():.4g}, posterior mean {post.mean(name).item():.4g}, "
+          f"{args.level:.0%} interval [{lo.item():.4g}, {hi.item():.4g}]")
+    values, logp = post.marginal(name)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 2.6))
+    ax.plot(values.numpy(), logp[0].exp().numpy(), "o-")
+    ax.axvspan(lo.item(), hi.item(), alpha=0.2)
+    ax.set_xlabel(name), ax.set_ylabel("posterior probability")
+    fig.tight_layout()
+    fig.savefig(f"{args.out_prefix}_posterior.png", dpi=120)
+    plt.close(fig)
+    if family is not None and args.samples > 0:
+        physics = family.physics({k: v.reshape(1).float() for k, v in best.items()})
+        args.levels, args.sampler = 60, "pc"
+        out = _sampler(args, model).draw(y, physics, n=args.samples, seed=0)
+        _save_row(f"{args.out_prefix}_restoration.png", [y, out.x.mean(0), out.x.std(0)],
+                  ["measurement", "restoration (MAP operator)", "posterior std"])
+    print(f"figures written to {args.out_prefix}_posterior.png and {args.out_prefix}_restoration.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepinv-energy",
         description="Normalized energy models for linear inverse problems (a deepinv extension).",
     )
     parser.add_argument("--version", action="version", version=f"deepinv-energy {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="restore bundled Fashion-MNIST test images with the bundled model",
+                       description="Box inpainting, random inpainting and Gaussian deblurring of bundled test "
+                                   "images: prints PSNR per task and writes a PNG figure.")
+    p.add_argument("--out", default="demo.png", help="PNG figure path (default: demo.png)")
+    p.add_argument("--model", default="fashion-mnist-28", help="bundled model name or a directory/JSON path")
+    p.add_argument("--images", type=int, default=3, help="images per task (1-10, default 3)")
+    p.add_argument("--samples", type=int, default=4, help="posterior draws per image (default 4)")
+    p.add_argument("--levels", type=int, default=60, help="noise levels of the sampler (default 60)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=_demo)
+
+    def model_and_sampler(q, levels=100):
+        q.add_argument("--model", default="fashion-mnist-28", help="bundled model name or a path")
+        q.add_argument("--sampler", default="pc", choices=["pc", "mala", "adaptive"],
+                       help="predictor-corrector, Metropolis-adjusted, or energy-guided adaptive")
+        q.add_argument("--levels", type=int, default=levels, help="noise levels (pc, mala)")
+        q.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("restore", help="posterior sampling for a measured image",
+                       description="Treats IMAGE as the measurement y of the given physics and writes the "
+                                   "posterior mean and standard deviation.")
+    p.add_argument("image", help="measurement (grey PNG/JPEG or .npy, values in [0, 1] or [0, 255])")
+    p.add_argument("--task", required=True, choices=["denoise", "gaussian-blur", "inpaint", "decimate"])
+    p.add_argument("--noise", type=float, default=0.01, help="measurement noise standard deviation")
+    p.add_argument("--blur-std", type=float, default=1.0, help="Gaussian blur width in pixels")
+    p.add_argument("--mask", help="inpainting mask image (white = observed)")
+    p.add_argument("--factor", type=int, default=2, help="decimation factor")
+    p.add_argument("--samples", type=int, default=8, help="posterior draws")
+    p.add_argument("--out", default="restoration.png")
+    model_and_sampler(p)
+    p.set_defaults(func=_restore)
+
+    p = sub.add_parser("sample", help="unconditional samples of the model")
+    p.add_argument("--n", type=int, default=16, help="number of samples")
+    p.add_argument("--out", default="samples.png")
+    model_and_sampler(p, levels=200)
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("blind", help="estimate the degradation operator of an image by Bayes' rule",
+                       description="Posterior over a family's parameters from normalized evidences; prints "
+                                   "MAP, posterior mean and credible interval, saves the posterior plot and a "
+                                   "restoration with the MAP operator.")
+    p.add_argument("image", help="measurement (grey image or .npy)")
+    p.add_argument("--family", default="gaussian-blur", choices=["gaussian-blur", "noise"])
+    p.add_argument("--widths", default="0.3:3:28", help="blur widths START:STOP:COUNT (pixels)")
+    p.add_argument("--noise", default="0.01", help="noise level, or a grid START:STOP:COUNT to estimate it")
+    p.add_argument("--level", type=float, default=0.9, help="credible level")
+    p.add_argument("--samples", type=int, default=4, help="posterior draws of the restoration (0: none)")
+    p.add_argument("--model", default="fashion-mnist-28")
+    p.add_argument("--out-prefix", default="blind")
+    p.set_defaults(func=_blind)
+
+    from .training import build_parser as train_options
+
+    p = sub.add_parser("train", help="train an energy model (single process, or multi-process under torchrun)",
+                       description="Anisotropic covariance score matching; resumable checkpoints (--resume), "
+                                   "EMA, CSV log. Multi-process: torchrun --nproc_per_node=N -m deepinv_energy.cli train ...")
+    train_options(p)
+    p.set_defaults(func=_train)
     return parser
 
 
@@ -24,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (UserError, FileNotFoundError) as err:
+        print(f"deepinv-energy {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

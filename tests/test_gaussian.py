@@ -53,18 +53,18 @@ def test_tweedie_and_posterior_variance_are_exact(basis):
 
 def test_large_noise_limit():
     model = random_mixture(SHAPE, seed=6)
-    y = torch.rand(2, *SHAPE, dtype=torch.float64)
+    y = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     d = math.prod(SHAPE)
     errs = []
-    for lam in [1e3, 1e4, 1e5]:
+    for lam in [1e4, 1e5, 1e6]:
         cov = Covariance.isotropic(lam, y, basis="hartley")
         c = cov.to_basis(y)
         gauss = 0.5 * (c**2).flatten(1).sum(1) / lam + 0.5 * d * math.log(2 * math.pi * lam)
         errs.append((model.energy(y, cov) - gauss).abs())
     # identity 4: the error is O(1/lam), so it shrinks tenfold per decade
-    assert (errs[2] < 1e-3).all()
+    assert (errs[2] < 1e-4).all()
     for a, b in zip(errs[:-1], errs[1:]):
-        assert torch.allclose(a / b, torch.full_like(a, 10.0), rtol=0.05)
+        assert torch.allclose(a / b, torch.full_like(a, 10.0), rtol=0.1)
 
 
 def test_energy_is_normalized_1d_and_2d():

@@ -2,5 +2,15 @@
 
 from .base import EnergyModel
 from .gaussian import GaussianEnergy, GaussianMixtureEnergy, MixturePosterior
+from .pretrained import list_pretrained
+from .unet import EnergyUNet, UNetConfig
 
-__all__ = ["EnergyModel", "GaussianEnergy", "GaussianMixtureEnergy", "MixturePosterior"]
+__all__ = [
+    "EnergyModel",
+    "EnergyUNet",
+    "GaussianEnergy",
+    "GaussianMixtureEnergy",
+    "MixturePosterior",
+    "UNetConfig",
+    "list_pretrained",
+]

@@ -1,0 +1,459 @@
+r"""Learned energy network: a small conditional UNet with the Gaussian limit built in.
+
+With :math:`\mu` the data mean image, :math:`v` the data variance of every coefficient in the
+covariance's basis (both fixed buffers computed from training data),
+:math:`c = V^\top (y - \mu)`, :math:`\lambda` the noise variances and
+:math:`F = F_\theta\big(V(c / \sqrt{v + \lambda}), \log\lambda, \text{basis}\big)` a UNet
+(image in, image out; :math:`\hat F = V^\top F`),
+
+.. math::
+
+    U(y, \Sigma) = \underbrace{\frac12 \sum_i \frac{c_i^2}{v_i + \lambda_i}
+                 + \frac12 \sum_i \log\big(2\pi (v_i + \lambda_i)\big)}_{\text{diagonal Gaussian}}
+                 + N_\theta(y, \Sigma) + b_\theta(\log\lambda) - \kappa_{\text{basis}},
+
+where :math:`b` is a learned scalar function of the covariance and :math:`\kappa` the
+normalization constant of each basis (computed after training, see
+:func:`deepinv_energy.training.loss.normalization_constant`). Two network terms
+:math:`N_\theta` are implemented (``UNetConfig.form``); both vanish for :math:`F = 0` (the
+model is then exactly the diagonal Gaussian fitted to the data) and as
+:math:`\lambda \to \infty` (so identity 4 of the method holds by construction):
+
+``"residual"`` (default)
+    With the EDM-preconditioned denoiser :math:`D = c_\text{skip} c + c_\text{out} \hat F`,
+    :math:`c_\text{skip} = v/(v+\lambda)`, :math:`c_\text{out} = \sqrt{v\lambda/(v+\lambda)}`,
+    the energy is :math:`\tfrac12 \sum_i (c_i - D_i)^2/\lambda_i + \tfrac12 \sum_i v_i c_i^2/(v_i+\lambda_i)^2`
+    plus the log-determinant, i.e.
+
+    .. math::
+
+        N_\theta = \sum_i \tfrac12 q_i^2 - \rho_i q_i, \qquad
+        q_i = \sqrt{\tfrac{v_i}{v_i+\lambda_i}}\, \hat F_i, \quad
+        \rho_i = \frac{\sqrt{\lambda_i}\, c_i}{v_i + \lambda_i}.
+
+    Every factor is bounded for all :math:`\lambda`, so :math:`U`, :math:`h` and
+    :math:`\sqrt\lambda\, g` stay bounded for bounded :math:`F` down to :math:`\lambda = 10^{-9}`,
+    while :math:`g` keeps the :math:`\lambda^{-1/2}` scale of a score wherever the network
+    resolves the noise (as an EDM denoiser does).
+``"inner"``
+    The inner-product form of dual score matching,
+    :math:`N_\theta = -\tfrac12 \sum_i c_i a_i \hat F_i` with
+    :math:`a_i = \sqrt{v_i / ((\lambda_i + \lambda_\text{amp})(v_i + \lambda_i))}` (for
+    :math:`\lambda \gg \lambda_\text{amp}` the :math:`c_\text{out}/\lambda` of EDM). Its
+    energy contains :math:`\langle c, \hat F\rangle / \sqrt\lambda`, so any nonzero output at
+    small variances makes :math:`U` and :math:`h` grow like :math:`\lambda^{-1/2}`: measured on
+    Fashion-MNIST with :math:`\lambda_\text{amp} = 0`, :math:`L_\text{cov} = 20` at
+    :math:`\lambda = 2\cdot 10^{-9}` after 120 steps and gradient norms of 1e4-1e5; the cap
+    :math:`\lambda_\text{amp}` (default 1e-5) bounds it but the form still trains worse
+    (see the comparison in the training notes).
+
+All sums are computed without cancellation at :math:`\lambda = 10^{-9}` in float32
+(:math:`\log(v+\lambda)` by ``logaddexp``, never :math:`(1 - c_\text{skip})/\lambda`).
+The energy has the dtype of ``y``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as Fn
+
+from ..covariance import BASES, Covariance
+from .base import EnergyModel, check_image
+
+__all__ = ["EnergyUNet", "UNetConfig"]
+
+_BASIS_INDEX = {b: i for i, b in enumerate(BASES)}
+
+
+@dataclass
+class UNetConfig:
+    r"""Architecture of :class:`EnergyUNet` (everything needed to rebuild it).
+
+    :param int channels: image channels :math:`C`.
+    :param int height: image height (divisible by ``2**depth``).
+    :param int width_px: image width (divisible by ``2**depth``).
+    :param int width: channels of the first UNet level.
+    :param tuple mult: channel multiplier of each level (``len(mult) = depth + 1``).
+    :param int num_res: residual blocks per level (encoder; the decoder has one more).
+    :param bool attention: self-attention at the coarsest level.
+    :param int emb_dim: size of the conditioning embedding (default ``4 * width``).
+    :param int n_rings: radial frequency bins of the conditioning summary.
+    :param int pool: side of the coarse spatial pooling of the conditioning summary.
+    :param float lam_min: smallest training variance (for input normalization).
+    :param float lam_max: largest training variance (for input normalization).
+    :param float v_floor: absolute floor of the data variances :math:`v`.
+    :param float v_floor_rel: relative floor: :math:`v_i \ge` ``v_floor_rel`` times the mean
+        variance of the channel. Coefficients that are almost constant in the data but have rare
+        outliers (Fashion-MNIST's border pixels: variance down to 1e-7, kurtosis 2e4) otherwise
+        make the Gaussian part, and so :math:`h`, explode on those outliers (measured: one
+        sample with :math:`L_\text{cov} = 233` in a batch whose median is 0.4).
+    :param str form: ``"residual"`` (default) or ``"inner"``, the two parameterizations of the
+        network term described in the module docstring.
+    :param float lam_amp: (``"inner"`` form only) variance below which the network term stops being amplified
+        (:math:`a_i = \sqrt{v_i / ((\lambda_i + \lambda_\text{amp})(v_i + \lambda_i))}`): keeps
+        :math:`h` and :math:`g` bounded at tiny variances (see the module docstring).
+    """
+
+    channels: int = 1
+    height: int = 28
+    width_px: int = 28
+    width: int = 32
+    mult: tuple = (1, 2, 2)
+    num_res: int = 1
+    attention: bool = True
+    emb_dim: int = 0
+    n_rings: int = 8
+    pool: int = 4
+    lam_min: float = 1e-9
+    lam_max: float = 1e3
+    v_floor: float = 1e-4
+    v_floor_rel: float = 0.1
+    lam_amp: float = 1e-5
+    form: str = "residual"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.mult = tuple(int(m) for m in self.mult)
+        if self.emb_dim <= 0:
+            self.emb_dim = 4 * self.width
+        f = 2 ** (len(self.mult) - 1)
+        if self.form not in ("residual", "inner"):
+            raise ValueError(f"form must be 'residual' or 'inner', got {self.form!r}.")
+        if self.height % f or self.width_px % f:
+            raise ValueError(
+                f"image size ({self.height}, {self.width_px}) must be divisible by 2**depth = {f} "
+                f"(depth = len(mult) - 1 = {len(self.mult) - 1})."
+            )
+
+    @property
+    def depth(self) -> int:
+        return len(self.mult) - 1
+
+
+def _groups(ch: int) -> int:
+    for g in (8, 4, 2, 1):
+        if ch % g == 0:
+            return g
+    return 1
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, emb_dim: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * cout)
+        self.norm2 = nn.GroupNorm(_groups(cout), cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x, emb):
+        h = self.conv1(Fn.silu(self.norm1(x)))
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(Fn.silu(h))
+        return (self.skip(x) + h) / math.sqrt(2)
+
+
+class _Attention(nn.Module):
+    def __init__(self, ch: int, heads: int = 1):
+        super().__init__()
+        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.proj = nn.Conv2d(ch, ch, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        self.heads = heads
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3 * self.heads, c // self.heads, h * w).chunk(3, dim=1)
+        att = torch.softmax(torch.einsum("bnci,bncj->bnij", q, k) / math.sqrt(c // self.heads), dim=-1)
+        out = torch.einsum("bnij,bncj->bnci", att, v).reshape(b, c, h, w)
+        return (x + self.proj(out)) / math.sqrt(2)
+
+
+class _UNet(nn.Module):
+    """Image-to-image UNet with an additive (scale/shift) conditioning embedding."""
+
+    def __init__(self, cin: int, cout: int, cfg: UNetConfig):
+        super().__init__()
+        chs = [cfg.width * m for m in cfg.mult]
+        e = cfg.emb_dim
+        self.inp = nn.Conv2d(cin, chs[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        skips = [chs[0]]
+        ch = chs[0]
+        for lvl, c in enumerate(chs):
+            blocks = nn.ModuleList()
+            for _ in range(cfg.num_res):
+                blocks.append(_ResBlock(ch, c, e))
+                ch = c
+                skips.append(ch)
+            self.down.append(blocks)
+            if lvl < len(chs) - 1:
+                self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                skips.append(ch)
+        self.mid1 = _ResBlock(ch, ch, e)
+        self.attn = _Attention(ch) if cfg.attention else None
+        self.mid2 = _ResBlock(ch, ch, e)
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for lvl in reversed(range(len(chs))):
+            blocks = nn.ModuleList()
+            for _ in range(cfg.num_res + 1):
+                blocks.append(_ResBlock(ch + skips.pop(), chs[lvl], e))
+                ch = chs[lvl]
+            self.up.append(blocks)
+            if lvl > 0:
+                self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1))
+        self.out_norm = nn.GroupNorm(_groups(ch), ch)
+        self.out = nn.Conv2d(ch, cout, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x, emb):
+        h = self.inp(x)
+        hs = [h]
+        for lvl, blocks in enumerate(self.down):
+            for blk in blocks:
+                h = blk(h, emb)
+                hs.append(h)
+            if lvl < len(self.downsample):
+                h = self.downsample[lvl](h)
+                hs.append(h)
+        h = self.mid1(h, emb)
+        if self.attn is not None:
+            h = self.attn(h)
+        h = self.mid2(h, emb)
+        for i, blocks in enumerate(self.up):
+            for blk in blocks:
+                h = blk(torch.cat([h, hs.pop()], dim=1), emb)
+            if i < len(self.upsample):
+                h = self.upsample[i](Fn.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self.out(Fn.silu(self.out_norm(h)))
+
+
+class EnergyUNet(EnergyModel):
+    r"""Learned normalized energy :math:`U(y, \Sigma)` (see the module docstring for the form).
+
+    Conditioning on the covariance: in the pixel basis the normalized log-variance map is an
+    extra input channel (per image channel); for both bases a global embedding (an MLP of
+    summary statistics of the log-variances: per-channel mean, standard deviation, soft
+    minimum and maximum, averages over rings of frequency radius and over a coarse spatial
+    grid, and a basis flag) modulates every residual block like a diffusion time embedding.
+    GroupNorm (never BatchNorm, so per-sample gradients never mix across a batch) and SiLU
+    activations (smooth, so the double backpropagation of training is well behaved).
+
+    Image sizes must be divisible by ``2**depth`` (``depth = len(mult) - 1``; 28x28 works
+    with depth 2). Per-channel log-variances, any number of channels.
+
+    :param UNetConfig | None config: architecture (keyword arguments override/define it).
+    :param torch.Tensor | None mean: data mean image (C, H, W); zeros by default.
+    :param dict | None var: data variances per basis, ``{"pixel": (C,H,W), "hartley": (C,H,W)}``;
+        ones by default.
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_energy import Covariance
+    >>> from deepinv_energy.models.unet import EnergyUNet
+    >>> model = EnergyUNet(channels=1, height=8, width_px=8, width=8, mult=(1, 2))
+    >>> y = torch.rand(2, 1, 8, 8)
+    >>> cov = Covariance.isotropic(0.1, y)
+    >>> model.energy(y, cov).shape
+    torch.Size([2])
+    """
+
+    def __init__(self, config: UNetConfig | None = None, mean=None, var=None, **kwargs):
+        super().__init__()
+        if config is None:
+            config = UNetConfig(**kwargs)
+        elif kwargs:
+            config = UNetConfig(**{**asdict(config), **kwargs})
+        self.config = config
+        C, H, W = config.channels, config.height, config.width_px
+        self.register_buffer("mean", torch.zeros(C, H, W) if mean is None else mean.detach().float().clone())
+        vp = torch.ones(C, H, W) if var is None else var["pixel"].detach().float()
+        vh = torch.ones(C, H, W) if var is None else var["hartley"].detach().float()
+        self.register_buffer("log_v_pixel", torch.log(self._floor(vp)))
+        self.register_buffer("log_v_hartley", torch.log(self._floor(vh)))
+        #: normalization constants kappa, one per basis (index as in BASES)
+        self.register_buffer("log_norm", torch.zeros(len(BASES)))
+        self._log_lam_amp = math.log(config.lam_amp) if config.lam_amp > 0 else -math.inf
+        self._lv_center = 0.5 * (math.log(config.lam_min) + math.log(config.lam_max))
+        self._lv_scale = 0.5 * (math.log(config.lam_max) - math.log(config.lam_min))
+        # conditioning summary
+        self.register_buffer("_rings", self._ring_masks(H, W, config.n_rings), persistent=False)
+        n_feat = C * (4 + config.n_rings + config.pool**2) + len(BASES)
+        e = config.emb_dim
+        self.emb = nn.Sequential(nn.Linear(n_feat, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU())
+        self.net = _UNet(2 * C, C, config)
+        self.b_head = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, 1))
+        nn.init.zeros_(self.b_head[-1].weight)
+        nn.init.zeros_(self.b_head[-1].bias)
+
+    # ------------------------------------------------------------------ helpers
+    def _floor(self, v: torch.Tensor) -> torch.Tensor:
+        rel = self.config.v_floor_rel * v.mean(dim=(-2, -1), keepdim=True)
+        return torch.maximum(v, rel).clamp_min(self.config.v_floor)
+
+    @staticmethod
+    def _ring_masks(H: int, W: int, n: int) -> torch.Tensor:
+        fy = torch.fft.fftfreq(H).abs().reshape(H, 1)
+        fx = torch.fft.fftfreq(W).abs().reshape(1, W)
+        r = torch.sqrt(fy**2 + fx**2) / math.sqrt(0.5)  # in [0, 1]
+        idx = (r * n).long().clamp(max=n - 1)
+        masks = torch.stack([(idx == k).float() for k in range(n)])  # (n, H, W)
+        return masks / masks.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
+
+    def data_log_var(self, basis: str) -> torch.Tensor:
+        """Log of the data variances :math:`v` in ``basis``, shape (C, H, W)."""
+        return self.log_v_pixel if basis == "pixel" else self.log_v_hartley
+
+    def _features(self, u: torch.Tensor, basis: str) -> torch.Tensor:
+        B = u.shape[0]
+        k = 4.0
+        flat = u.flatten(2)
+        n = flat.shape[-1]
+        lse = lambda t: (torch.logsumexp(k * t, dim=-1) - math.log(n)) / k  # noqa: E731
+        stats = [flat.mean(-1), torch.sqrt(flat.var(-1, unbiased=False) + 1e-3), -lse(-flat), lse(flat)]
+        rings = torch.einsum("bchw,rhw->bcr", u, self._rings.to(u.dtype))
+        pooled = Fn.adaptive_avg_pool2d(u, self.config.pool).flatten(2)
+        onehot = torch.zeros(B, len(BASES), dtype=u.dtype, device=u.device)
+        onehot[:, _BASIS_INDEX[basis]] = 1.0
+        return torch.cat([torch.stack(stats, -1).flatten(1), rings.flatten(1), pooled.flatten(1), onehot], 1)
+
+    def _check(self, y: torch.Tensor, cov: Covariance):
+        check_image(y)
+        cfg = self.config
+        if tuple(y.shape[1:]) != (cfg.channels, cfg.height, cfg.width_px):
+            raise ValueError(
+                f"y must have shape (B, {cfg.channels}, {cfg.height}, {cfg.width_px}) for this model, "
+                f"got {tuple(y.shape)}."
+            )
+        if cov.shape != y.shape:
+            raise ValueError(f"cov has shape {tuple(cov.shape)}, expected the shape of y {tuple(y.shape)}.")
+
+    # ------------------------------------------------------------------ energy
+    def energy_terms(self, y: torch.Tensor, cov: Covariance):
+        r"""The terms of the energy, each (B,): ``(gauss, net, b, kappa)``.
+
+        ``energy = gauss + net + b - kappa``; ``gauss`` is the diagonal-Gaussian energy.
+        """
+        self._check(y, cov)
+        dt = y.dtype
+        lv = cov.log_var.to(dt)
+        log_v = self.data_log_var(cov.basis).to(dt)
+        c = cov.to_basis(y - self.mean.to(dt))
+        log_s = torch.logaddexp(log_v, lv)  # log(v + lam), no cancellation
+        inv_sqrt_s = torch.exp(-0.5 * log_s)
+        gauss = 0.5 * ((c * inv_sqrt_s) ** 2).sum((1, 2, 3)) + 0.5 * (log_s + math.log(2 * math.pi)).sum((1, 2, 3))
+        # conditioning (clamped a little beyond the training range; smooth inside it)
+        u = (lv - self._lv_center) / self._lv_scale
+        u = u.clamp(-1.5, 1.5)
+        emb = self.emb(self._features(u, cov.basis))
+        x_in = cov.from_basis(c * inv_sqrt_s)
+        lv_map = u if cov.basis == "pixel" else torch.zeros_like(u)
+        f = self.net(torch.cat([x_in, lv_map], dim=1), emb)
+        fb = cov.to_basis(f)
+        if self.config.form == "inner":
+            a = torch.exp(0.5 * (log_v - torch.logaddexp(lv, lv.new_tensor(self._log_lam_amp)) - log_s))
+            net = -0.5 * (c * a * fb).sum((1, 2, 3))
+        else:  # residual: 1/2 sum q^2 - sum rho0 q
+            q = torch.exp(0.5 * (log_v - log_s)) * fb
+            rho0 = c * torch.exp(0.5 * lv - log_s)
+            net = (0.5 * q**2 - rho0 * q).sum((1, 2, 3))
+        d = c[0].numel()
+        b = d * self.b_head(emb).squeeze(-1)
+        kappa = self.log_norm[_BASIS_INDEX[cov.basis]].to(dt).expand(y.shape[0])
+        return gauss, net, b, kappa
+
+    def energy(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
+        r"""Energy :math:`U(y, \Sigma)` in nats, shape (B,), dtype of ``y``."""
+        gauss, net, b, kappa = self.energy_terms(y, cov)
+        return gauss + net + b - kappa
+
+    def gaussian_energy(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
+        """Energy of the diagonal Gaussian fitted to the data (the model with F = 0, b = 0)."""
+        return self.energy_terms(y, cov)[0]
+
+    # ------------------------------------------------------------------ data statistics
+    @torch.no_grad()
+    def set_data_statistics(self, images: torch.Tensor, batch: int = 4096) -> None:
+        r"""Set :math:`\mu` and the per-basis variances :math:`v` from clean images (N, C, H, W)."""
+        from ..covariance import hartley
+
+        n = images.shape[0]
+        mean = torch.zeros_like(self.mean, dtype=torch.float64)
+        for i in range(0, n, batch):
+            mean += images[i : i + batch].double().sum(0)
+        mean /= n
+        vp = torch.zeros_like(mean)
+        vh = torch.zeros_like(mean)
+        for i in range(0, n, batch):
+            xc = images[i : i + batch].double() - mean
+            vp += (xc**2).sum(0)
+            vh += (hartley(xc) ** 2).sum(0)
+        self.mean.copy_(mean.float())
+        self.log_v_pixel.copy_(torch.log(self._floor(vp / n)).float())
+        self.log_v_hartley.copy_(torch.log(self._floor(vh / n)).float())
+
+    # ------------------------------------------------------------------ persistence
+    def config_dict(self) -> dict:
+        d = asdict(self.config)
+        d["mult"] = list(d["mult"])
+        return d
+
+    def save_pretrained(self, directory: str, name: str = "model", metadata: dict | None = None) -> tuple:
+        """Write ``{name}.safetensors`` (weights and buffers) and ``{name}.json`` (config).
+
+        :return: the two paths.
+        """
+        from safetensors.torch import save_file
+
+        os.makedirs(directory, exist_ok=True)
+        wpath = os.path.join(directory, f"{name}.safetensors")
+        cpath = os.path.join(directory, f"{name}.json")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, wpath + ".tmp")
+        os.chmod(wpath + ".tmp", 0o644)
+        os.replace(wpath + ".tmp", wpath)
+        cfg = {
+            "class": "EnergyUNet",
+            "config": self.config_dict(),
+            "normalization": {b: float(self.log_norm[i]) for i, b in enumerate(BASES)},
+            "metadata": metadata or {},
+        }
+        with open(cpath + ".tmp", "w") as fh:
+            json.dump(cfg, fh, indent=2)
+        os.replace(cpath + ".tmp", cpath)
+        return wpath, cpath
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, map_location: str | torch.device = "cpu") -> "EnergyUNet":
+        """Load a bundled model by name (see :func:`deepinv_energy.models.pretrained.list_pretrained`)
+        or from a ``.safetensors``/``.json`` pair (path to either file, or a directory holding
+        exactly one pair). Weights are read with safetensors (no pickle).
+        """
+        from safetensors.torch import load_file
+
+        from .pretrained import resolve_pretrained
+
+        wpath, cpath = resolve_pretrained(name_or_path)
+        with open(cpath) as fh:
+            cfg = json.load(fh)
+        model = cls(UNetConfig(**cfg["config"]))
+        state = load_file(wpath, device="cpu")
+        model.load_state_dict(state)
+        model.eval()
+        return model.to(map_location)

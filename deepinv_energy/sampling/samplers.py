@@ -1,0 +1,669 @@
+r"""Posterior samplers driven by an energy model, as deepinv samplers.
+
+Which deepinv interface, and why
+--------------------------------
+The samplers subclass :class:`deepinv.sampling.BaseSampling` (a
+:class:`deepinv.models.Reconstructor`) with a :class:`deepinv.sampling.SamplingIterator` as
+kernel, the pattern deepinv itself uses to turn a diffusion method into a Monte Carlo sampler
+(:class:`deepinv.sampling.DiffusionSampler`). One "iteration" of the deepinv chain is one
+independent posterior draw (a whole reverse diffusion, computed ``parallel`` at a time); deepinv's
+machinery then gives ``sampler(y, physics)`` (posterior mean), ``sampler.sample(y, physics)``
+(mean and variance by Welford's algorithm, ``g_statistics``), ``callback``, ``history_size`` /
+``get_chain``, ``verbose`` (tqdm) and ``seed``.
+
+:class:`deepinv.sampling.BaseSDESolver` was not chosen: its ``step(sde, t0, t1, x)`` integrates a
+:class:`deepinv.sampling.BaseSDE` on one scalar time grid with drift and diffusion functions of
+``(x, t)``. Our reverse process lives in covariance space: the variance is per coefficient, depends
+on the measurement (observed coefficients stop moving at their noise level), is chosen on the fly
+by the adaptive sampler, and the corrector needs energies (Metropolis-Hastings). None of that fits a
+scalar-time SDE, and :class:`deepinv.sampling.PosteriorDiffusion` would add a likelihood
+approximation (``NoisyDataFidelity``) that the exact translation of the physics makes unnecessary.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Callable
+
+import torch
+from deepinv.sampling import BaseSampling, SamplingIterator
+
+from ..covariance import Covariance
+from ..problems import LAM_MAX, LAM_MIN, DenoisingProblem, to_denoising_problem
+from .engine import Chains, SamplerDiagnostics, SamplerOutput, run_adaptive, run_fixed
+from .schedules import check_schedule, geometric_schedule
+
+__all__ = [
+    "EnergySamplingIterator",
+    "PredictorCorrectorIterator",
+    "AdaptiveIterator",
+    "PredictorCorrectorSampler",
+    "MALASampler",
+    "AdaptiveSampler",
+    "PREDICTORS",
+    "ADAPTIVE_RULES",
+]
+
+#: Predictor variants: ``"euler"`` uses the variance :math:`D`; ``"covariance"`` uses
+#: :math:`D - D^2 \hat H` with the diagonal Hessian from the covariance score (see the samplers).
+PREDICTORS = ("euler", "covariance")
+#: Adaptive schedule rules of :class:`AdaptiveSampler`.
+ADAPTIVE_RULES = ("error", "covariance_score")
+
+
+# ---------------------------------------------------------------------------------------- checks
+def _positive(name, v, allow_none=False, integer=False, zero_ok=False):
+    if v is None and allow_none:
+        return None
+    if integer:
+        if not isinstance(v, Integral) or isinstance(v, bool) or v < (0 if zero_ok else 1):
+            raise ValueError(f"{name} must be an integer >= {0 if zero_ok else 1}, got {v!r}.")
+        return int(v)
+    if not isinstance(v, Real) or isinstance(v, bool) or not math.isfinite(v) or v < 0 or (v == 0 and not zero_ok):
+        raise ValueError(f"{name} must be a {'non-negative' if zero_ok else 'positive'} finite number, got {v!r}.")
+    return float(v)
+
+
+def _work_dtype(model, like: torch.Tensor):
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return like.dtype
+
+
+def _check_model_shape(model, shape):
+    expected = getattr(model, "image_shape", None)
+    if expected is not None and tuple(expected) != tuple(shape[1:]):
+        raise ValueError(
+            f"the energy model works on images of shape {tuple(expected)}, but the problem's images have "
+            f"shape {tuple(shape[1:])}."
+        )
+
+
+def _generator(seed, generator, device) -> torch.Generator:
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}.")
+        return generator
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)))  # follows torch.manual_seed
+    elif not isinstance(seed, Integral) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer or None, got {seed!r}.")
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+# ---------------------------------------------------------------------------------------- iterators
+class EnergySamplingIterator(SamplingIterator):
+    r"""deepinv :class:`~deepinv.sampling.SamplingIterator` whose every step is one independent
+    posterior draw of a reverse diffusion in covariance space.
+
+    Draws are computed ``parallel`` at a time (one batched run) and handed out one per deepinv
+    iteration; the state dict is ``{"x": draw, "var": Var[x | y_K], "y": y_K}`` (see
+    :class:`SamplerOutput`). Subclasses implement :meth:`run`. The energy model is the ``prior``
+    argument of deepinv's calls (as for :class:`deepinv.sampling.DiffusionIterator`).
+
+    :param int parallel: draws per batched run.
+    :param float lam_min: variance floor (see :func:`deepinv_energy.to_denoising_problem`).
+    :param float lam_max: variance of unobserved coefficients.
+    :param float fill: start value of unobserved pixels.
+    """
+
+    def __init__(self, parallel: int = 8, lam_min: float = LAM_MIN, lam_max: float = LAM_MAX, fill: float = 0.5):
+        super().__init__({})
+        self.parallel = _positive("parallel", parallel, integer=True)
+        if not (0 < lam_min < lam_max) or not math.isfinite(lam_max):
+            raise ValueError(f"need 0 < lam_min < lam_max < inf, got lam_min={lam_min}, lam_max={lam_max}.")
+        if not isinstance(fill, Real) or not math.isfinite(fill):
+            raise ValueError(f"fill must be a finite number, got {fill!r}.")
+        self.lam_min, self.lam_max, self.fill = float(lam_min), float(lam_max), float(fill)
+        self._buffer: list = []
+        self._diagnostics: list[SamplerDiagnostics] = []
+        self._generator: torch.Generator | None = None
+        self._remaining = None
+        self._level_callback = None
+
+    # ------------------------------------------------------------------ problems
+    def problem(self, model, y: torch.Tensor, physics) -> DenoisingProblem:
+        """Validated :class:`DenoisingProblem` for ``(y, physics)`` (no network evaluation)."""
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}.")
+        if not y.is_floating_point():
+            raise TypeError(f"y must be a floating tensor, got {y.dtype}.")
+        work = _work_dtype(model, y)
+        problem = to_denoising_problem(y.to(work), physics, lam_min=self.lam_min, lam_max=self.lam_max, fill=self.fill)
+        _check_model_shape(model, problem.x_tilde.shape)
+        return problem
+
+    def unconditional_problem(self, model, image_shape) -> DenoisingProblem:
+        """Every coefficient unobserved (variance ``lam_max``, value ``fill``): sampling the prior."""
+        shape = tuple(image_shape)
+        if len(shape) != 3 or not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in shape):
+            raise ValueError(f"image_shape must be (C, H, W) with positive integers, got {image_shape!r}.")
+        _check_model_shape(model, (1, *shape))
+        tensors = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()]
+        dt = tensors[0].dtype if tensors else torch.get_default_dtype()
+        dev = tensors[0].device if tensors else torch.device("cpu")
+        x_tilde = torch.full((1, *shape), self.fill, dtype=dt, device=dev)
+        log_var = torch.full_like(x_tilde, math.log(self.lam_max))
+        zeros = torch.zeros(1, dtype=torch.float64, device=dev)
+        return DenoisingProblem(
+            x_tilde, Covariance("pixel", log_var), torch.zeros_like(x_tilde, dtype=torch.bool),
+            torch.zeros(1, dtype=dt, device=dev), zeros, zeros, self.lam_min, self.lam_max,
+        )
+
+    # ------------------------------------------------------------------ runs
+    def run(self, chains: Chains, n: int, out_dtype, level_callback=None, verbose=False) -> SamplerOutput:
+        raise NotImplementedError
+
+    def draw_problem(self, model, problem: DenoisingProblem, n: int, generator, out_dtype,
+                     level_callback=None, verbose=False) -> SamplerOutput:
+        """``n`` draws for every element of a :class:`DenoisingProblem`."""
+        n = _positive("n", n, integer=True)
+        chains = Chains(model, problem, n, generator, problem.x_tilde.dtype)
+        with torch.no_grad():
+            return self.run(chains, n, out_dtype, level_callback=level_callback, verbose=verbose)
+
+    # ------------------------------------------------------------------ deepinv protocol
+    def initialize_latent_variables(self, x_init, y, physics, cur_data_fidelity, cur_prior):
+        self._buffer, self._diagnostics = [], []
+        return self._next(y, physics, cur_prior)
+
+    def forward(self, X, y, physics, cur_data_fidelity, cur_prior, iteration, *args, **kwargs):
+        return self._next(y, physics, cur_prior)
+
+    def _next(self, y, physics, model):
+        if not self._buffer:
+            n = self.parallel if self._remaining is None else max(1, min(self.parallel, self._remaining))
+            gen = self._generator if self._generator is not None else _generator(None, None, y.device)
+            problem = self.problem(model, y, physics)
+            out = self.draw_problem(model, problem, n, gen, y.dtype, level_callback=self._level_callback)
+            self._diagnostics.append(out.diagnostics)
+            self._buffer = [{"x": out.x[i], "var": out.variance[i], "y": out.y[i]} for i in range(n)]
+            if self._remaining is not None:
+                self._remaining -= n
+        return self._buffer.pop(0)
+
+
+class PredictorCorrectorIterator(EnergySamplingIterator):
+    r"""Kernel of :class:`PredictorCorrectorSampler` (see there for the algorithm and parameters)."""
+
+    def __init__(
+        self,
+        sigmas,
+        n_corrector: int = 1,
+        snr: float = 0.15,
+        step_size: float | None = None,
+        temperature: float = 1.0,
+        mh: bool = False,
+        predictor: str = "euler",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.sigmas = check_schedule(sigmas, lam_min=self.lam_min, lam_max=self.lam_max)
+        self.n_corrector = _positive("n_corrector", n_corrector, integer=True, zero_ok=True)
+        self.snr = _positive("snr", snr)
+        self.step_size = _positive("step_size", step_size, allow_none=True)
+        self.temperature = _positive("temperature", temperature)
+        if not isinstance(mh, bool):
+            raise ValueError(f"mh must be True or False, got {mh!r}.")
+        self.mh = mh
+        if predictor not in PREDICTORS:
+            raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}.")
+        self.predictor = predictor
+
+    def _corrector_kwargs(self):
+        return dict(n_corrector=self.n_corrector, mh=self.mh, snr=self.snr, step_size=self.step_size,
+                    temperature=self.temperature)
+
+    def run(self, chains, n, out_dtype, level_callback=None, verbose=False):
+        chains.second_order = self.predictor == "covariance"
+        return run_fixed(chains, self.sigmas, n, out_dtype, level_callback=level_callback, verbose=verbose,
+                         **self._corrector_kwargs())
+
+
+class AdaptiveIterator(PredictorCorrectorIterator):
+    r"""Kernel of :class:`AdaptiveSampler` (see there for the algorithm and parameters)."""
+
+    def __init__(
+        self,
+        sigma_max: float = 10.0,
+        sigma_min: float = 0.01,
+        rule: str = "error",
+        tolerance: float = 0.05,
+        gamma: float = 1.0,
+        min_decrease: float = 0.05,
+        max_decrease: float = 2.0,
+        max_steps: int = 2000,
+        n_corrector: int = 0,
+        **kwargs,
+    ):
+        for name, v in (("sigma_max", sigma_max), ("sigma_min", sigma_min)):
+            if not isinstance(v, Real) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}.")
+        if sigma_min > sigma_max:
+            raise ValueError(
+                f"the schedule must decrease: need sigma_min <= sigma_max, got sigma_max={sigma_max}, sigma_min={sigma_min}."
+            )
+        sigmas = [sigma_max, sigma_min] if sigma_max > sigma_min else [sigma_max]
+        super().__init__(sigmas, n_corrector=n_corrector, **kwargs)
+        self.sigma_max, self.sigma_min = float(sigma_max), float(sigma_min)
+        if rule not in ADAPTIVE_RULES:
+            raise ValueError(f"rule must be one of {ADAPTIVE_RULES}, got {rule!r}.")
+        self.rule = rule
+        self.tolerance = _positive("tolerance", tolerance)
+        self.gamma = _positive("gamma", gamma)
+        self.min_decrease = _positive("min_decrease", min_decrease)
+        self.max_decrease = _positive("max_decrease", max_decrease)
+        if self.min_decrease > self.max_decrease:
+            raise ValueError(
+                f"need min_decrease <= max_decrease, got min_decrease={min_decrease}, max_decrease={max_decrease}."
+            )
+        self.max_steps = _positive("max_steps", max_steps, integer=True)
+
+    def decrement(self, ev, lam: torch.Tensor) -> torch.Tensor:
+        r"""Decrease :math:`\delta_i` of :math:`\log\lambda_i` for the next step."""
+        if self.rule == "covariance_score":
+            delta = self.gamma * ev.h.abs()
+        else:
+            s = (2 * ev.h + lam * ev.gc**2).clamp(1e-6, 1.0)  # 1 - Var[eps_i | y]
+            delta = self.tolerance / (s * torch.sqrt((1 - s).clamp(min=1e-6)))
+        return delta.clamp(self.min_decrease, self.max_decrease)
+
+    def run(self, chains, n, out_dtype, level_callback=None, verbose=False):
+        chains.second_order = self.predictor == "covariance"
+        return run_adaptive(chains, self.sigma_max, self.sigma_min, n, out_dtype, decrement=self.decrement,
+                            max_steps=self.max_steps, level_callback=level_callback, verbose=verbose,
+                            **self._corrector_kwargs())
+
+
+# ---------------------------------------------------------------------------------------- samplers
+class _EnergySampler(BaseSampling):
+    """Shared deepinv plumbing of the energy samplers."""
+
+    def __init__(self, model, iterator: EnergySamplingIterator, n_samples: int = 16,
+                 callback: Callable = lambda X, **kwargs: None, history_size: int | bool = 5,
+                 level_callback: Callable | None = None, verbose: bool = False):
+        if not hasattr(model, "energy_and_grads"):
+            raise TypeError(
+                f"model must be a deepinv_energy.EnergyModel (with energy_and_grads), got {type(model).__name__}."
+            )
+        n_samples = _positive("n_samples", n_samples, integer=True)
+        if n_samples < 2:
+            raise ValueError(f"n_samples must be >= 2 (a variance needs two draws), got {n_samples}.")
+        if level_callback is not None and not callable(level_callback):
+            raise TypeError("level_callback must be callable or None.")
+        super().__init__(iterator, data_fidelity=None, prior=model, max_iter=n_samples - 1, callback=callback,
+                         burnin_ratio=0.0, thinning=1, history_size=history_size, verbose=verbose)
+        self.n_samples = n_samples
+        self.level_callback = level_callback
+        #: :class:`SamplerDiagnostics` of the last :meth:`sample` or :meth:`draw` call.
+        self.diagnostics: SamplerDiagnostics | None = None
+
+    @property
+    def model(self):
+        """The energy model (deepinv's ``prior`` slot)."""
+        return self.prior
+
+    def draw(self, y: torch.Tensor, physics, n: int = 1, seed: int | None = None,
+             generator: torch.Generator | None = None) -> SamplerOutput:
+        r"""``n`` independent posterior draws for each measurement of the batch, in one batched run.
+
+        :param torch.Tensor y: measurements (B, ...), as for ``physics``.
+        :param deepinv.physics.Physics physics: any physics :func:`deepinv_energy.to_denoising_problem`
+            supports (per-element masks, kernels, noise levels).
+        :param int n: draws per measurement.
+        :param int seed: seed of a fresh generator (ignored if ``generator`` is given).
+        :param torch.Generator generator: source of randomness.
+        :return: :class:`SamplerOutput`, ``x`` of shape (n, B, C, H, W).
+        """
+        n = _positive("n", n, integer=True)
+        problem = self.iterator.problem(self.model, y, physics)
+        gen = _generator(seed, generator, y.device)
+        out = self.iterator.draw_problem(self.model, problem, n, gen, y.dtype, self.level_callback, self.verbose)
+        self.diagnostics = out.diagnostics
+        return out
+
+    def generate(self, n: int, image_shape, seed: int | None = None,
+                 generator: torch.Generator | None = None) -> SamplerOutput:
+        r"""Unconditional generation (every coefficient unobserved): ``n`` draws of the prior.
+
+        :param int n: number of images.
+        :param tuple image_shape: (C, H, W).
+        :return: :class:`SamplerOutput` with ``x`` of shape (n, 1, C, H, W).
+        """
+        n = _positive("n", n, integer=True)
+        problem = self.iterator.unconditional_problem(self.model, image_shape)
+        gen = _generator(seed, generator, problem.x_tilde.device)
+        out = self.iterator.draw_problem(self.model, problem, n, gen, problem.x_tilde.dtype,
+                                         self.level_callback, self.verbose)
+        self.diagnostics = out.diagnostics
+        return out
+
+    def sample(self, y: torch.Tensor, physics, x_init=None, seed: int | None = None,
+               g_statistics=(lambda d: d["x"],), n_samples: int | None = None, **kwargs):
+        r"""Posterior mean and variance over ``n_samples`` independent draws (deepinv's Welford loop).
+
+        Each deepinv iteration is one draw; the state dict holds ``"x"`` (the Tweedie draw),
+        ``"var"`` (per-pixel :math:`\operatorname{Var}[x \mid y_K]`) and ``"y"``. The default
+        statistic is ``x``: its variance is the posterior variance up to the mean of ``"var"``
+        (at most :math:`\sigma_{\min}^2`; :meth:`SamplerOutput.var` adds it).
+
+        :param torch.Tensor y: measurements.
+        :param deepinv.physics.Physics physics: forward model.
+        :param x_init: must be ``None`` (draws are independent; there is no chain to initialize).
+        :param int seed: seed of the sampler's generator (the global torch RNG is left untouched).
+        :param g_statistics: deepinv statistics of the state dict.
+        :param int n_samples: number of draws (default: the constructor's).
+        :return: ``(mean, var)`` as :meth:`deepinv.sampling.BaseSampling.sample`.
+        """
+        if x_init is not None:
+            raise ValueError("x_init must be None: every draw is an independent reverse diffusion.")
+        n = self.n_samples if n_samples is None else _positive("n_samples", n_samples, integer=True)
+        if n < 2:
+            raise ValueError(f"n_samples must be >= 2, got {n}.")
+        self.iterator.problem(self.model, y, physics)  # validate before any network evaluation
+        it = self.iterator
+        it._generator = _generator(seed, None, y.device)
+        it._remaining = n
+        it._level_callback = self.level_callback
+        old = self.max_iter
+        self.max_iter = n - 1
+        try:
+            out = super().sample(y, physics, x_init=None, seed=None, g_statistics=g_statistics, **kwargs)
+        finally:
+            self.max_iter = old
+            it._generator, it._remaining, it._level_callback = None, None, None
+        self.diagnostics = SamplerDiagnostics.concat(it._diagnostics)
+        return out
+
+
+class PredictorCorrectorSampler(_EnergySampler):
+    r"""Posterior sampling by reverse diffusion in covariance space, with a Langevin corrector.
+
+    The measurement :math:`y` of a deepinv physics is first rewritten as anisotropic denoising,
+    :math:`\tilde x = x + \mathcal{N}(0, \Sigma_{\mathrm{obs}})` with
+    :math:`\Sigma_{\mathrm{obs}} = V \operatorname{diag}(\lambda^{\mathrm{obs}}) V^\top`
+    (:func:`deepinv_energy.to_denoising_problem`; ``lam_max`` on unobserved coefficients). Along a
+    decreasing schedule :math:`\sigma_0 > \dots > \sigma_K`, the level covariances are
+    :math:`\Lambda_k = \min(\lambda^{\mathrm{obs}}, \sigma_k^2)` (coefficient-wise, in the basis).
+    Adding Gaussian noise progressively, :math:`x \to y_K \to \dots \to y_0 \to \tilde x` is a
+    Markov chain, so :math:`p(y_{k+1} \mid y_k, \tilde x) = p(y_{k+1} \mid y_k)`: the reverse step
+    needs only the unconditional energy, and the measurement enters through the start and the
+    corrector (no likelihood approximation).
+
+    * Start: :math:`y_0 = \tilde x` on coefficients with :math:`\lambda^{\mathrm{obs}} \le \sigma_0^2`
+      (pinned), fill + :math:`\sigma_0` noise on unobserved ones.
+    * Predictor, :math:`D_k = \Lambda_k - \Lambda_{k+1}` (zero on pinned coefficients),
+      :math:`g = \nabla_y U(y, \Lambda_k)`:
+
+      .. math::
+
+          y \leftarrow y - V (D_k \odot V^\top g) + V(\sqrt{v_k} \odot \xi),
+
+      with :math:`v_k = D_k` (``predictor="euler"``, exact as the steps go to 0) or
+      :math:`v_k = D_k - D_k^2 \hat H` (``predictor="covariance"``), where
+      :math:`\hat H_i = (\lambda_i - \operatorname{Var}[x_i \mid y]) / \lambda_i^2` is the diagonal of
+      :math:`\nabla^2_y U` in the basis, given by the covariance score
+      :math:`\operatorname{Var}[x_i \mid y] = \lambda_i(1 - 2h_i) - (\lambda_i (V^\top g)_i)^2` from the
+      same evaluation: the exact variance of :math:`p(y_{k+1} \mid y_k)` up to its off-diagonal
+      terms, which removes most of the discretization bias at no cost.
+    * Corrector at level :math:`k`: preconditioned Langevin on
+
+      .. math::
+
+          \pi_k(y) \propto \exp(-U(y, \Lambda_k))\; \mathcal{N}(\tilde x;\, y,\, \Sigma_{\mathrm{obs}} - \Lambda_k)
+
+      over the free coefficients (the likelihood only where observed and not pinned),
+      :math:`y \leftarrow y + \eta P \nabla \log\pi_k + \sqrt{2 \eta T P}\,\xi`, with
+      :math:`P = (\Lambda_k^{-1} + (\Sigma_{\mathrm{obs}} - \Lambda_k)^{-1})^{-1}` on free coefficients
+      (:math:`= \Lambda_k` where unobserved; the harmonic form keeps the step stable when a
+      coefficient is about to be pinned), temperature :math:`T` (target :math:`\pi_k^{1/T}`) and
+      :math:`\eta = 2\,\mathrm{snr}^2\, d_{\mathrm{free}} / \|P^{1/2} \nabla\log\pi_k\|^2`
+      (or a fixed ``step_size``).
+    * ``mh=True``: Metropolis-Hastings acceptance (MALA) with
+      :math:`\log a = [\log\pi(y') - \log\pi(y)]/T + \log q(y \mid y') - \log q(y' \mid y)`,
+      full Gaussian proposal densities including the log-determinant
+      :math:`-\tfrac{d_{\mathrm{free}}}{2}\log\eta`, since :math:`\eta` depends on the current state;
+      accumulated in float64. This is exact for any step size, which a score model cannot do.
+    * Output: the Tweedie step :math:`x = y_K - \Lambda_K g` and per-pixel
+      :math:`\operatorname{Var}[x \mid y_K]` (see :class:`SamplerOutput`).
+
+    Cost: at most :math:`(K+1)(1 + n_{\mathrm{corrector}})` evaluations of ``model.energy_and_grads``
+    (levels where every coefficient is still pinned cost nothing).
+
+    .. note::
+
+        The defaults are the paper's (Euler predictor, one unadjusted Langevin step per level,
+        snr 0.15). The snr step :math:`\eta \propto 1/\|P^{1/2}\nabla\log\pi\|^2` is computed per
+        chain (chains must stay independent), and with few free coefficients this ratio has a
+        heavy tail, so the unadjusted corrector is measurably biased on small images (see
+        ``benchmarks/results/sampler_exactness.md``). ``mh=True`` (:class:`MALASampler`) removes
+        the bias at the same cost; ``predictor="covariance"`` removes most of the discretization
+        bias of the predictor at no cost.
+
+    :param deepinv_energy.EnergyModel model: any energy model (closed-form or learned), used only
+        through ``energy_and_grads``.
+    :param sigmas: explicit strictly decreasing schedule of standard deviations (overrides
+        ``sigma_max``, ``sigma_min``, ``n_levels``).
+    :param float sigma_max: first level (:math:`\sigma_{\max}^2 <` ``lam_max``).
+    :param float sigma_min: last level (:math:`\sigma_{\min}^2 \ge` ``lam_min``).
+    :param int n_levels: number of levels of the geometric schedule (:func:`geometric_schedule`).
+    :param int n_corrector: Langevin steps per level (0: predictor only).
+    :param float snr: target signal-to-noise ratio of the corrector (paper: 0.13 to 0.2).
+    :param float step_size: fixed corrector step :math:`\eta > 0` instead of the snr rule.
+    :param float temperature: :math:`T > 0` (1: exact posterior; paper used 0.8).
+    :param bool mh: Metropolis-adjusted corrector (see :class:`MALASampler`).
+    :param str predictor: ``"euler"`` or ``"covariance"``.
+    :param int n_samples: draws used by :meth:`sample` / ``forward`` (deepinv's ``max_iter`` + 1).
+    :param int parallel: draws computed together in one batched run by :meth:`sample`.
+    :param float lam_min: variance floor of observed coefficients.
+    :param float lam_max: variance of unobserved coefficients.
+    :param float fill: start value of unobserved pixels.
+    :param Callable callback: deepinv callback, called on every draw.
+    :param Callable level_callback: called after every level with a dict (``level``, ``y``, ``lam``,
+        ``energy``, ``acceptance``, ``nfe``).
+    :param int history_size: deepinv history of draws kept in memory.
+    :param bool verbose: tqdm progress bars.
+
+    :Examples:
+
+    >>> import torch, deepinv as dinv
+    >>> from deepinv_energy import GaussianEnergy
+    >>> from deepinv_energy.sampling import PredictorCorrectorSampler
+    >>> model = GaussianEnergy(torch.zeros(1, 1, 2, 2, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+    >>> physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(0.5))
+    >>> y = torch.ones(1, 1, 2, 2, dtype=torch.float64)
+    >>> sampler = PredictorCorrectorSampler(model, sigma_max=5.0, sigma_min=0.01, n_levels=30,
+    ...                                     n_corrector=1, mh=True, predictor="covariance")
+    >>> out = sampler.draw(y, physics, n=1000, seed=0)
+    >>> out.x.shape  # (n, B, C, H, W)
+    torch.Size([1000, 1, 1, 2, 2])
+    >>> bool((out.mean() - 0.8).abs().max() < 0.05)  # exact posterior mean: y / (1 + 0.25)
+    True
+    >>> bool((out.var() - 0.2).abs().max() < 0.03)  # exact posterior variance: 0.25 / 1.25
+    True
+    >>> sampler.diagnostics.nfe  # 1 + (1 + n_corrector) per level with sigma_k^2 < 0.25 (19 levels)
+    39
+    >>> mean, var = sampler.sample(y, physics, n_samples=4, seed=0)  # deepinv's interface
+    """
+
+    def __init__(
+        self,
+        model,
+        sigmas=None,
+        *,
+        sigma_max: float = 10.0,
+        sigma_min: float = 0.01,
+        n_levels: int = 100,
+        n_corrector: int = 1,
+        snr: float = 0.15,
+        step_size: float | None = None,
+        temperature: float = 1.0,
+        mh: bool = False,
+        predictor: str = "euler",
+        n_samples: int = 16,
+        parallel: int = 8,
+        lam_min: float = LAM_MIN,
+        lam_max: float = LAM_MAX,
+        fill: float = 0.5,
+        callback: Callable = lambda X, **kwargs: None,
+        level_callback: Callable | None = None,
+        history_size: int | bool = 5,
+        verbose: bool = False,
+    ):
+        if sigmas is None:
+            sigmas = geometric_schedule(sigma_max, sigma_min, n_levels)
+        iterator = PredictorCorrectorIterator(
+            sigmas, n_corrector=n_corrector, snr=snr, step_size=step_size, temperature=temperature, mh=mh,
+            predictor=predictor, parallel=parallel, lam_min=lam_min, lam_max=lam_max, fill=fill,
+        )
+        super().__init__(model, iterator, n_samples=n_samples, callback=callback, history_size=history_size,
+                         level_callback=level_callback, verbose=verbose)
+
+    @property
+    def sigmas(self) -> torch.Tensor:
+        """The schedule (float64)."""
+        return self.iterator.sigmas
+
+
+class MALASampler(PredictorCorrectorSampler):
+    r"""Predictor-corrector sampler with a Metropolis-adjusted Langevin (MALA) corrector.
+
+    Same algorithm and parameters as :class:`PredictorCorrectorSampler` with ``mh=True``: each
+    Langevin proposal :math:`y'` is accepted with probability :math:`\min(1, a)`,
+
+    .. math::
+
+        \log a = \frac{\log\pi_k(y') - \log\pi_k(y)}{T} + \log q(y \mid y') - \log q(y' \mid y),
+        \qquad q(y' \mid y) = \mathcal{N}\big(y';\, y + \eta(y) P \nabla\log\pi_k(y),\, 2\eta(y) T P\big),
+
+    where :math:`\log\pi_k(y) = -U(y, \Lambda_k) - \tfrac12 \sum_{i\ \mathrm{free,\ obs}}
+    (\tilde x - y)_i^2 / (\lambda^{\mathrm{obs}}_i - \Lambda_{k,i})` uses the energy *values*
+    (normalized across covariances), and the Gaussian densities keep their log-determinant because
+    the snr rule makes :math:`\eta(y) \neq \eta(y')`. The corrector's stationary law is then
+    exactly :math:`\pi_k^{1/T}` for any step size; the acceptance rate per level is in
+    :attr:`diagnostics`.
+
+    :Examples:
+
+    >>> import torch, deepinv as dinv
+    >>> from deepinv_energy import GaussianEnergy
+    >>> from deepinv_energy.sampling import MALASampler
+    >>> model = GaussianEnergy(torch.zeros(1, 1, 2, 2, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+    >>> mask = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]], dtype=torch.float64)
+    >>> physics = dinv.physics.Inpainting((1, 2, 2), mask=mask, noise_model=dinv.physics.GaussianNoise(0.1))
+    >>> sampler = MALASampler(model, n_levels=20, n_corrector=2, snr=0.3)
+    >>> out = sampler.draw(torch.ones(1, 1, 2, 2, dtype=torch.float64) * mask, physics, n=500, seed=1)
+    >>> float(sampler.diagnostics.acceptance_rate.mean()) > 0.5
+    True
+    """
+
+    def __init__(self, model, sigmas=None, *, n_corrector: int = 1, **kwargs):
+        if "mh" in kwargs:
+            raise TypeError("MALASampler is always Metropolis-adjusted; use PredictorCorrectorSampler(mh=...).")
+        super().__init__(model, sigmas, n_corrector=n_corrector, mh=True, **kwargs)
+
+
+class AdaptiveSampler(_EnergySampler):
+    r"""Energy-guided adaptive schedule: every coefficient lowers its own variance at its own rate.
+
+    The state carries one variance :math:`\lambda_i` per coefficient, from
+    :math:`\min(\lambda^{\mathrm{obs}}_i, \sigma_{\max}^2)` down to the floor
+    :math:`\min(\lambda^{\mathrm{obs}}_i, \sigma_{\min}^2)`. Each step evaluates
+    :math:`(U, g, h)` once, lowers
+
+    .. math::
+
+        \log\lambda_i \leftarrow \max\big(\log\lambda_i - \delta_i,\ \log\lambda^{\mathrm{floor}}_i\big),
+        \qquad \delta_i = \operatorname{clip}(\cdot, \delta_{\min}, \delta_{\max}),
+
+    and takes the reverse step of :class:`PredictorCorrectorSampler` with
+    :math:`D = \lambda^{\mathrm{old}} - \lambda^{\mathrm{new}}`. A chain stops when every coefficient
+    is at its floor; the per-chain number of evaluations (NFE) is in :attr:`diagnostics`. Any
+    decreasing path of covariances ending at the same floor is exact in the small-step limit, also
+    when the path depends on the state (the reverse kernels sample the forward noising process
+    along whatever path was chosen, and every path ends at the same covariance).
+
+    Two rules for :math:`\delta_i`, both from the covariance score :math:`h` of the same evaluation:
+
+    * ``rule="covariance_score"`` (the paper's): :math:`\delta_i = \gamma |h_i|`.
+    * ``rule="error"`` (default): :math:`\delta_i = \varepsilon / (s_i \sqrt{1 - s_i})` with
+      :math:`s_i = 1 - \operatorname{Var}[\varepsilon_i \mid y] = 2h_i + \lambda_i (V^\top g)_i^2`
+      (identity 3). For a Gaussian coefficient with prior variance :math:`c`,
+      :math:`s = \lambda / (\lambda + c)`; the Euler step's excess variance, propagated to the
+      final draw, is :math:`\delta^2 s^2 (1 - s)` relative to :math:`c`, so this rule equalizes the
+      error per step (tolerance :math:`\varepsilon^2`) and minimizes the total error at a given
+      NFE: large steps where the noise is far above or below the signal, small ones where they
+      are comparable. :math:`\gamma|h| \approx \gamma s |1 - z^2| / 2` does the opposite at low
+      noise (tiny steps where large ones are safe), which costs evaluations; the benchmark
+      ``benchmarks/sampler_exactness.py`` measures both against fixed schedules.
+
+    Corrector steps (``n_corrector > 0``) are available but off by default: with a state-dependent
+    path, the conditional law of :math:`y` given the chosen :math:`\Lambda` is not the level target
+    :math:`\pi_\Lambda`, so a corrector may add a (small) bias that the predictor alone does not have.
+
+    :param deepinv_energy.EnergyModel model: energy model.
+    :param float sigma_max: start level of the unobserved coefficients.
+    :param float sigma_min: floor (observed coefficients stop at their own variance if larger).
+    :param str rule: ``"error"`` or ``"covariance_score"``.
+    :param float tolerance: :math:`\varepsilon > 0` of ``rule="error"``.
+    :param float gamma: :math:`\gamma > 0` of ``rule="covariance_score"``.
+    :param float min_decrease: :math:`\delta_{\min} > 0` (guarantees termination).
+    :param float max_decrease: :math:`\delta_{\max} \geq \delta_{\min}`.
+    :param int max_steps: error if a chain has not reached its floor after this many steps.
+    :param kwargs: ``n_corrector``, ``snr``, ``step_size``, ``temperature``, ``mh``, ``predictor``,
+        ``n_samples``, ``parallel``, ``lam_min``, ``lam_max``, ``fill``, ``callback``,
+        ``level_callback``, ``history_size``, ``verbose`` as in :class:`PredictorCorrectorSampler`.
+
+    :Examples:
+
+    >>> import torch, deepinv as dinv
+    >>> from deepinv_energy import GaussianEnergy
+    >>> from deepinv_energy.sampling import AdaptiveSampler
+    >>> model = GaussianEnergy(torch.zeros(1, 1, 2, 2, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+    >>> physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(0.5))
+    >>> sampler = AdaptiveSampler(model, sigma_max=5.0, tolerance=0.1)
+    >>> out = sampler.draw(torch.ones(1, 1, 2, 2, dtype=torch.float64), physics, n=1000, seed=0)
+    >>> bool((out.mean() - 0.8).abs().max() < 0.05)
+    True
+    >>> int(sampler.diagnostics.nfe_per_chain.max()) < 40
+    True
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        sigma_max: float = 10.0,
+        sigma_min: float = 0.01,
+        rule: str = "error",
+        tolerance: float = 0.05,
+        gamma: float = 1.0,
+        min_decrease: float = 0.05,
+        max_decrease: float = 2.0,
+        max_steps: int = 2000,
+        n_corrector: int = 0,
+        snr: float = 0.15,
+        step_size: float | None = None,
+        temperature: float = 1.0,
+        mh: bool = True,
+        predictor: str = "euler",
+        n_samples: int = 16,
+        parallel: int = 8,
+        lam_min: float = LAM_MIN,
+        lam_max: float = LAM_MAX,
+        fill: float = 0.5,
+        callback: Callable = lambda X, **kwargs: None,
+        level_callback: Callable | None = None,
+        history_size: int | bool = 5,
+        verbose: bool = False,
+    ):
+        iterator = AdaptiveIterator(
+            sigma_max=sigma_max, sigma_min=sigma_min, rule=rule, tolerance=tolerance, gamma=gamma,
+            min_decrease=min_decrease, max_decrease=max_decrease, max_steps=max_steps, n_corrector=n_corrector,
+            snr=snr, step_size=step_size, temperature=temperature, mh=mh, predictor=predictor, parallel=parallel,
+            lam_min=lam_min, lam_max=lam_max, fill=fill,
+        )
+        super().__init__(model, iterator, n_samples=n_samples, callback=callback, history_size=history_size,
+                         level_callback=level_callback, verbose=verbose)

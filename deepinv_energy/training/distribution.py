@@ -1,0 +1,336 @@
+r"""Training distribution over covariances :math:`\Sigma = V \operatorname{diag}(\lambda) V^\top`.
+
+Each family draws log-variance maps (B, C, H, W) in one basis:
+
+pixel basis (:math:`V = I`)
+    ``"isotropic"`` (shared with the Hartley basis), ``"box"`` (a box of any size anywhere,
+    independent inside/outside levels), ``"mask"`` (a random Bernoulli mask of random
+    density, two levels), ``"bands"`` (a band of consecutive rows or columns, independent
+    inside/outside levels; includes "top r rows"), ``"box_grid"`` (an n x n grid of boxes,
+    each with its own level), ``"decimation"`` (a sampling grid of stride s and random
+    offset: low level on the grid, high level off it).
+Hartley basis (:math:`V` = DHT)
+    ``"isotropic"``, ``"gaussian_blur"`` (random widths), ``"box_blur"`` (uniform
+    rectangles), ``"defocus_blur"`` (uniform disks), ``"motion_blur"``
+    (:class:`deepinv.physics.generator.MotionBlurGenerator`), ``"lowpass"`` (an ideal
+    low-pass spectrum, independent inside/outside levels). For a blur with kernel
+    :math:`k` (placed on the image grid with its centre at the origin) and noise variance
+    :math:`s^2`, :math:`\lambda = \min(s^2 / |K|^2, \lambda_\max)` with
+    :math:`|K|^2` the kernel's power spectrum (the eigenvalues of :math:`A^\top A`).
+
+Levels: log-uniform in ``[lam_min, lam_max]`` (default 1e-9 .. 1e3); with probability
+``p_useful`` (default 0.5) a level is drawn log-uniform in the "useful" range
+``useful`` (default 1e-4 .. 10, input PSNR 40 .. -10 dB) instead, which puts more mass where
+restorations are neither trivial nor hopeless. All variances are finally clamped to
+``[lam_min, lam_max]``.
+
+Held-out families: by default ``"motion_blur"`` and ``"bands"`` are NOT used for training
+(:data:`DEFAULT_HOLDOUT`), so generalization to unseen operators can be measured on them.
+Pass ``families=ALL_FAMILIES`` to train on everything.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..covariance import Covariance
+
+__all__ = [
+    "CovarianceDistribution",
+    "PIXEL_FAMILIES",
+    "HARTLEY_FAMILIES",
+    "ALL_FAMILIES",
+    "DEFAULT_HOLDOUT",
+    "DEFAULT_FAMILIES",
+    "blur_spectrum",
+]
+
+PIXEL_FAMILIES = ("isotropic", "box", "mask", "bands", "box_grid", "decimation")
+HARTLEY_FAMILIES = ("isotropic", "gaussian_blur", "box_blur", "defocus_blur", "motion_blur", "lowpass")
+ALL_FAMILIES = tuple(dict.fromkeys(PIXEL_FAMILIES + HARTLEY_FAMILIES))
+DEFAULT_HOLDOUT = ("motion_blur", "bands")
+DEFAULT_FAMILIES = tuple(f for f in ALL_FAMILIES if f not in DEFAULT_HOLDOUT)
+
+
+def _odd(k: int) -> int:
+    return k if k % 2 == 1 else k - 1
+
+
+def blur_spectrum(kernel: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    r"""Power spectrum :math:`|K|^2` of kernels (B, kh, kw) on an H x W circular grid.
+
+    The kernel is zero-padded to (H, W) and rolled so that its centre sits at index (0, 0);
+    ``|K|^2`` does not depend on the roll but the convention matches deepinv's ``BlurFFT``.
+
+    :return: (torch.Tensor) (B, H, W), the eigenvalues of :math:`A^\top A` in the
+        Hartley basis (same frequency layout as :func:`torch.fft.fft2`).
+    """
+    B, kh, kw = kernel.shape
+    if kh > H or kw > W:
+        raise ValueError(f"kernel ({kh}, {kw}) larger than the image ({H}, {W}).")
+    pad = torch.zeros(B, H, W, dtype=kernel.dtype, device=kernel.device)
+    pad[:, :kh, :kw] = kernel
+    pad = torch.roll(pad, shifts=(-(kh // 2), -(kw // 2)), dims=(1, 2))
+    return torch.fft.fft2(pad).abs() ** 2
+
+
+class CovarianceDistribution:
+    r"""Configurable distribution of covariance batches (see the module docstring).
+
+    :param tuple families: families to draw from (default :data:`DEFAULT_FAMILIES`,
+        i.e. everything except :data:`DEFAULT_HOLDOUT`).
+    :param dict | None weights: relative weight of each family within its basis (default 1).
+    :param float p_pixel: fraction of each batch in the pixel basis (the rest is Hartley);
+        ignored when only one basis has families.
+    :param float lam_min: smallest variance.
+    :param float lam_max: largest variance (unobserved coefficients).
+    :param float p_useful: probability of drawing a level in the ``useful`` range.
+    :param tuple useful: (low, high) variances of the useful range.
+    :param float p_channel_independent: probability that each channel of a multi-channel
+        image gets its own independent draw (otherwise one map is shared by all channels).
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_energy.training.distribution import CovarianceDistribution
+    >>> dist = CovarianceDistribution()
+    >>> covs = dist.sample(8, (1, 16, 16), generator=torch.Generator().manual_seed(0))
+    >>> sum(c.shape[0] for c in covs), sorted(c.basis for c in covs)
+    (8, ['hartley', 'pixel'])
+    """
+
+    def __init__(
+        self,
+        families=DEFAULT_FAMILIES,
+        weights: dict | None = None,
+        p_pixel: float = 0.5,
+        lam_min: float = 1e-9,
+        lam_max: float = 1e3,
+        p_useful: float = 0.5,
+        useful: tuple = (1e-4, 10.0),
+        p_channel_independent: float = 0.5,
+    ):
+        families = tuple(families)
+        unknown = [f for f in families if f not in ALL_FAMILIES]
+        if unknown or not families:
+            raise ValueError(f"unknown families {unknown}; choose among {ALL_FAMILIES}.")
+        if not (0 < lam_min < lam_max):
+            raise ValueError(f"need 0 < lam_min < lam_max, got {lam_min}, {lam_max}.")
+        self.families = families
+        self.weights = {f: float((weights or {}).get(f, 1.0)) for f in families}
+        self.pixel_families = [f for f in families if f in PIXEL_FAMILIES]
+        self.hartley_families = [f for f in families if f in HARTLEY_FAMILIES]
+        self.p_pixel = p_pixel
+        self.lam_min, self.lam_max = lam_min, lam_max
+        self.p_useful = p_useful
+        self.useful = (max(useful[0], lam_min), min(useful[1], lam_max))
+        self.p_channel_independent = p_channel_independent
+        self._motion = None
+
+    def __repr__(self):
+        return (
+            f"CovarianceDistribution(families={self.families}, p_pixel={self.p_pixel}, "
+            f"lam=[{self.lam_min:g}, {self.lam_max:g}], p_useful={self.p_useful})"
+        )
+
+    # ------------------------------------------------------------------ random helpers
+    @staticmethod
+    def _u(shape, g, device):
+        return torch.rand(shape, generator=g, device=device)
+
+    def _levels(self, shape, g, device):
+        """Log-variances, log-uniform on the full range or (w.p. p_useful) the useful range."""
+        lo, hi = math.log(self.lam_min), math.log(self.lam_max)
+        ulo, uhi = math.log(self.useful[0]), math.log(self.useful[1])
+        full = lo + (hi - lo) * self._u(shape, g, device)
+        useful = ulo + (uhi - ulo) * self._u(shape, g, device)
+        return torch.where(self._u(shape, g, device) < self.p_useful, useful, full)
+
+    def _randint(self, low, high, n, g, device):
+        """Integers in [low, high] inclusive, (n,)."""
+        return low + (self._u((n,), g, device) * (high - low + 1)).long().clamp(max=high - low)
+
+    # ------------------------------------------------------------------ pixel families
+    def _isotropic(self, n, H, W, g, dev):
+        return self._levels((n, 1, 1), g, dev).expand(n, H, W)
+
+    def _two_levels(self, inside, n, g, dev):
+        a = self._levels((n, 1, 1), g, dev)
+        b = self._levels((n, 1, 1), g, dev)
+        return torch.where(inside, a, b)
+
+    def _box(self, n, H, W, g, dev):
+        h = self._randint(1, H, n, g, dev)
+        w = self._randint(1, W, n, g, dev)
+        top = (self._u((n,), g, dev) * (H - h + 1)).long()
+        left = (self._u((n,), g, dev) * (W - w + 1)).long()
+        ii = torch.arange(H, device=dev).view(1, H, 1)
+        jj = torch.arange(W, device=dev).view(1, 1, W)
+        inside = (
+            (ii >= top.view(-1, 1, 1))
+            & (ii < (top + h).view(-1, 1, 1))
+            & (jj >= left.view(-1, 1, 1))
+            & (jj < (left + w).view(-1, 1, 1))
+        )
+        return self._two_levels(inside, n, g, dev)
+
+    def _mask(self, n, H, W, g, dev):
+        density = self._u((n, 1, 1), g, dev)
+        inside = self._u((n, H, W), g, dev) < density
+        return self._two_levels(inside, n, g, dev)
+
+    def _bands(self, n, H, W, g, dev):
+        rows = self._u((n,), g, dev) < 0.5
+        L = torch.where(rows, torch.full((n,), H, device=dev), torch.full((n,), W, device=dev))
+        width = (1 + self._u((n,), g, dev) * L).long().clamp(max=L)
+        start = (self._u((n,), g, dev) * (L - width + 1)).long()
+        ii = torch.arange(H, device=dev).view(1, H, 1).expand(n, H, W)
+        jj = torch.arange(W, device=dev).view(1, 1, W).expand(n, H, W)
+        pos = torch.where(rows.view(-1, 1, 1), ii, jj)
+        inside = (pos >= start.view(-1, 1, 1)) & (pos < (start + width).view(-1, 1, 1))
+        return self._two_levels(inside, n, g, dev)
+
+    def _box_grid(self, n, H, W, g, dev):
+        out = torch.empty(n, H, W, device=dev)
+        ks = self._randint(2, max(2, min(8, H, W)), n, g, dev)
+        for i in range(n):
+            k = int(ks[i])
+            lv = self._levels((k, k), g, dev)
+            ri = torch.div(torch.arange(H, device=dev) * k, H, rounding_mode="floor")
+            ci = torch.div(torch.arange(W, device=dev) * k, W, rounding_mode="floor")
+            out[i] = lv[ri][:, ci]
+        return out
+
+    def _decimation(self, n, H, W, g, dev):
+        s = self._randint(2, 4, n, g, dev).view(-1, 1, 1)
+        oy = (self._u((n, 1, 1), g, dev) * s).long()
+        ox = (self._u((n, 1, 1), g, dev) * s).long()
+        ii = torch.arange(H, device=dev).view(1, H, 1)
+        jj = torch.arange(W, device=dev).view(1, 1, W)
+        on = ((ii - oy) % s == 0) & ((jj - ox) % s == 0)
+        low = self._levels((n, 1, 1), g, dev)
+        # off-grid: unobserved most of the time, otherwise any level above the grid's
+        high = torch.where(
+            self._u((n, 1, 1), g, dev) < 0.7,
+            torch.full_like(low, math.log(self.lam_max)),
+            torch.maximum(low, self._levels((n, 1, 1), g, dev)),
+        )
+        return torch.where(on, low, high)
+
+    # ------------------------------------------------------------------ Hartley families
+    def _from_spectrum(self, k2, n, g, dev):
+        """lam = clamp(noise^2 / |K|^2, max=lam_max) in log form, (n, H, W)."""
+        noise = self._levels((n, 1, 1), g, dev)
+        return (noise - torch.log(k2.clamp_min(1e-30))).clamp(max=math.log(self.lam_max))
+
+    def _gaussian_blur(self, n, H, W, g, dev):
+        std = 0.3 + 2.7 * self._u((n, 1, 1), g, dev)
+        aniso = torch.where(self._u((n, 1, 1), g, dev) < 0.3, 0.5 + self._u((n, 1, 1), g, dev), torch.ones(n, 1, 1, device=dev))
+        ks = _odd(min(H, W, 19))
+        r = torch.arange(ks, device=dev, dtype=torch.float32) - ks // 2
+        ky = torch.exp(-0.5 * (r.view(1, -1, 1) / std) ** 2)
+        kx = torch.exp(-0.5 * (r.view(1, 1, -1) / (std * aniso)) ** 2)
+        k = ky * kx
+        k = k / k.sum(dim=(1, 2), keepdim=True)
+        return self._from_spectrum(blur_spectrum(k, H, W), n, g, dev)
+
+    def _box_blur(self, n, H, W, g, dev):
+        kmax = max(2, min(7, H, W))
+        h = self._randint(1, kmax, n, g, dev)
+        w = torch.where(self._u((n,), g, dev) < 0.5, h, self._randint(1, kmax, n, g, dev))
+        r = torch.arange(kmax, device=dev)
+        k = ((r.view(1, -1, 1) < h.view(-1, 1, 1)) & (r.view(1, 1, -1) < w.view(-1, 1, 1))).float()
+        k = k / k.sum(dim=(1, 2), keepdim=True)
+        return self._from_spectrum(blur_spectrum(k, H, W), n, g, dev)
+
+    def _defocus_blur(self, n, H, W, g, dev):
+        rad = 0.5 + 3.5 * self._u((n, 1, 1), g, dev)
+        ks = _odd(min(H, W, 9))
+        r = torch.arange(ks, device=dev, dtype=torch.float32) - ks // 2
+        d2 = r.view(1, -1, 1) ** 2 + r.view(1, 1, -1) ** 2
+        k = (d2 <= rad**2).float()
+        k = k / k.sum(dim=(1, 2), keepdim=True)
+        return self._from_spectrum(blur_spectrum(k, H, W), n, g, dev)
+
+    def _motion_blur(self, n, H, W, g, dev):
+        from deepinv.physics.generator import MotionBlurGenerator
+
+        ks = _odd(min(H, W, 15))
+        if self._motion is None or self._motion[0] != ks:
+            self._motion = (ks, MotionBlurGenerator((ks, ks), rng=torch.Generator(), n_steps=200))
+        gen = self._motion[1]
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device if g is not None else "cpu"))
+        length = float(0.1 + 0.5 * self._u((1,), g, dev))
+        k = gen.step(n, l=length, sigma=0.25, seed=seed)["filter"][:, 0].to(dev)
+        return self._from_spectrum(blur_spectrum(k, H, W), n, g, dev)
+
+    def _lowpass(self, n, H, W, g, dev):
+        fy = torch.fft.fftfreq(H, device=dev).abs().view(1, H, 1)
+        fx = torch.fft.fftfreq(W, device=dev).abs().view(1, 1, W)
+        rad = torch.sqrt(fy**2 + fx**2)
+        cut = 0.05 + 0.65 * self._u((n, 1, 1), g, dev)
+        return self._two_levels(rad <= cut, n, g, dev)
+
+    # ------------------------------------------------------------------ sampling
+    def _draw(self, family, n, H, W, g, dev):
+        fn = {
+            "isotropic": self._isotropic,
+            "box": self._box,
+            "mask": self._mask,
+            "bands": self._bands,
+            "box_grid": self._box_grid,
+            "decimation": self._decimation,
+            "gaussian_blur": self._gaussian_blur,
+            "box_blur": self._box_blur,
+            "defocus_blur": self._defocus_blur,
+            "motion_blur": self._motion_blur,
+            "lowpass": self._lowpass,
+        }[family]
+        return fn(n, H, W, g, dev).float().contiguous()
+
+    def sample_basis(self, basis: str, n: int, shape, generator=None, device="cpu") -> Covariance:
+        """``n`` covariances in one basis, families drawn per sample by their weights.
+
+        :param str basis: ``"pixel"`` or ``"hartley"``.
+        :param int n: batch size.
+        :param tuple shape: image shape (C, H, W).
+        :param torch.Generator generator: source of randomness (on ``device``).
+        """
+        fams = self.pixel_families if basis == "pixel" else self.hartley_families
+        if not fams:
+            raise ValueError(f"no family of basis {basis!r} among {self.families}.")
+        C, H, W = shape
+        dev = torch.device(device)
+        w = torch.tensor([self.weights[f] for f in fams], device=dev)
+        choice = torch.multinomial(w.expand(n, -1), 1, generator=generator).view(n)
+        indep = (self._u((n,), generator, dev) < self.p_channel_independent) & (C > 1)
+        out = torch.empty(n, C, H, W, device=dev)
+        for fi, fam in enumerate(fams):
+            idx = (choice == fi).nonzero().view(-1)
+            if idx.numel() == 0:
+                continue
+            m = idx.numel()
+            maps = self._draw(fam, m * C, H, W, generator, dev).view(m, C, H, W)
+            shared = ~indep[idx]
+            maps[shared] = maps[shared][:, :1].expand(-1, C, H, W).clone()
+            out[idx] = maps
+        out = out.clamp(math.log(self.lam_min), math.log(self.lam_max))
+        return Covariance(basis, out)
+
+    def counts(self, n: int) -> dict:
+        """How many of ``n`` samples go to each basis (deterministic)."""
+        if not self.hartley_families:
+            return {"pixel": n}
+        if not self.pixel_families:
+            return {"hartley": n}
+        n_pix = int(round(n * self.p_pixel))
+        return {"pixel": n_pix, "hartley": n - n_pix}
+
+    def sample(self, n: int, shape, generator=None, device="cpu") -> list:
+        """A batch of ``n`` covariances as a list of :class:`Covariance` (one per basis,
+        pixel first), sizes given by :meth:`counts` (empty groups omitted)."""
+        return [
+            self.sample_basis(b, k, shape, generator, device) for b, k in self.counts(n).items() if k > 0
+        ]
