@@ -64,7 +64,19 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 class UnsupportedPhysicsError(TypeError):
-    """A physics that cannot be written as anisotropic denoising in our bases."""
+    """A physics that cannot be written as anisotropic denoising in our bases.
+
+    :Examples:
+
+    >>> import torch, deepinv as dinv
+    >>> from deepinv_energy import UnsupportedPhysicsError, to_denoising_problem
+    >>> physics = dinv.physics.Blur(filter=torch.ones(1, 1, 3, 3) / 9, padding="valid")
+    >>> try:
+    ...     to_denoising_problem(torch.zeros(1, 1, 8, 8), physics)
+    ... except UnsupportedPhysicsError as err:
+    ...     print(str(err)[:60])
+    physics Blur (padding='valid'; only padding='circular') is n
+    """
 
     def __init__(self, physics, reason: str = ""):
         name = type(physics).__name__
@@ -89,6 +101,16 @@ class DenoisingProblem:
         coefficients that carry no signal (pure noise).
     :param float lam_min: variance floor used.
     :param float lam_max: variance of unobserved coefficients.
+
+    :Examples:
+
+    >>> import torch, deepinv as dinv
+    >>> from deepinv_energy import GaussianEnergy, to_denoising_problem
+    >>> model = GaussianEnergy(torch.zeros(1, 1, 2, 2), torch.eye(4))
+    >>> physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(1.0))
+    >>> problem = to_denoising_problem(torch.zeros(1, 1, 2, 2), physics)
+    >>> round(float(problem.log_evidence(model)), 4)  # log N(0; 0, 2 I_4) = -2 log(4 pi)
+    -5.062
     """
 
     x_tilde: torch.Tensor

@@ -28,6 +28,18 @@ class MixturePosterior:
     :param torch.Tensor covs: (B, K, d, d) component covariances.
     :param torch.Tensor log_evidence: (B,) log-density of the data the posterior conditions on.
     :param tuple image_shape: (C, H, W).
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_energy import Covariance, GaussianEnergy
+    >>> model = GaussianEnergy(torch.zeros(1, 1, 1, 2, dtype=torch.float64), torch.eye(2, dtype=torch.float64))
+    >>> y = torch.ones(1, 1, 1, 2, dtype=torch.float64)
+    >>> post = model.posterior(y, Covariance.isotropic(1.0, y))  # x | y ~ N(y / 2, I / 2)
+    >>> post.mean().flatten().round(decimals=6).tolist(), torch.diagonal(post.covariance()[0]).round(decimals=6).tolist()
+    ([0.5, 0.5], [0.5, 0.5])
+    >>> post.sample(3).shape
+    torch.Size([3, 1, 1, 1, 2])
     """
 
     log_weights: torch.Tensor
