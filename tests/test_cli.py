@@ -16,7 +16,7 @@ def test_help_and_version(capsys):
     assert info.value.code == 0
 
 
-@pytest.mark.parametrize("command", ["demo", "restore", "sample", "blind", "train"])
+@pytest.mark.parametrize("command", ["demo", "restore", "sample", "blind", "train", "evaluate"])
 def test_subcommand_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([command, "--help"])
@@ -83,3 +83,17 @@ def test_train_and_resume(tmp_path):
     assert main(args) == 0
     assert (out / "checkpoint.pt").exists() and (out / "log.csv").exists()
     assert main(args[:-8] + ["--steps", "3", "--batch-size", "4", "--width", "8", "--resume", "--threads", "1"]) == 0
+
+
+def test_evaluate_on_an_image_folder(tmp_path, capsys):
+    import torchvision
+
+    from deepinv_energy.demo import bundled_test_images
+
+    x, _ = bundled_test_images(4)
+    for i in range(4):
+        torchvision.utils.save_image(x[i], tmp_path / f"{i}.png")
+    assert main(["evaluate", "--data", f"folder:{tmp_path}", "--n", "4", "--noise", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "noise 0.1" in out and "bits/dim" in out
+    assert main(["evaluate", "--data", str(tmp_path / "nope"), "--n", "4"]) == 2
