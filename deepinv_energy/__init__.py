@@ -14,6 +14,7 @@ from .covariance import BASES, Covariance, hartley
 from .models import EnergyModel, EnergyUNet, GaussianEnergy, GaussianMixtureEnergy, MixturePosterior, UNetConfig, list_pretrained
 from .denoiser import EnergyDenoiser
 from .prior import EnergyPrior
+from .sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler, geometric_schedule
 from .problems import (
     LAM_MAX,
     LAM_MIN,
@@ -37,6 +38,10 @@ __all__ = [
     "MixturePosterior",
     "EnergyDenoiser",
     "EnergyPrior",
+    "AdaptiveSampler",
+    "MALASampler",
+    "PredictorCorrectorSampler",
+    "geometric_schedule",
     "BlindEstimator",
     "BlindPosterior",
     "BoxInpaintingFamily",
