@@ -374,6 +374,43 @@ class BlindEstimator:
         joint = log_ev + self.log_prior
         return BlindPosterior(self.theta, log_ev, joint - torch.logsumexp(joint, dim=1, keepdim=True))
 
+    def restore(self, y: torch.Tensor, sampler, n: int = 8, mode: str = "posterior", seed: int = 0,
+                posterior: BlindPosterior | None = None):
+        r"""Joint restoration: posterior draws of the image with the operator unknown.
+
+        ``mode="posterior"`` draws :math:`\theta_j \sim p(\theta \mid y)` and then
+        :math:`x_j \sim p(x \mid y, \theta_j)`, i.e. samples of :math:`p(x \mid y)` with the operator
+        marginalized, so the spread of the draws includes the operator's uncertainty;
+        ``mode="map"`` uses the MAP operator for every draw.
+
+        :param torch.Tensor y: measurements (B, C, H, W).
+        :param sampler: a sampler of :mod:`deepinv_energy.sampling` (anything with
+            ``draw(y, physics, n, seed)``).
+        :param int n: draws per measurement.
+        :param str mode: ``"posterior"`` or ``"map"``.
+        :param int seed: seed of the operator draws and of the sampler.
+        :param BlindPosterior posterior: a posterior already computed for ``y`` (else computed).
+        :return: ``(x, theta)``: draws (n, B, C, H, W) and the operator parameters used, name -> (n, B).
+        """
+        if mode not in ("posterior", "map"):
+            raise ValueError(f"mode must be 'posterior' or 'map', got {mode!r}.")
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}.")
+        check_image(y)
+        post = self.posterior(y) if posterior is None else posterior
+        b = y.shape[0]
+        if mode == "map":
+            idx = post.log_posterior.argmax(1).repeat_interleave(n)
+        else:
+            g = torch.Generator().manual_seed(seed)
+            idx = torch.multinomial(post.log_posterior.exp().float(), n, replacement=True, generator=g).reshape(-1)
+        theta = {k: v[idx] for k, v in post.theta.items()}  # (B * n,), element-major
+        yy = y.repeat_interleave(n, dim=0)
+        physics = self.family.physics({k: v.to(device=y.device, dtype=y.dtype) for k, v in theta.items()})
+        x = sampler.draw(yy, physics, n=1, seed=seed).x[0]
+        x = x.reshape(b, n, *y.shape[1:]).transpose(0, 1)
+        return x, {k: v.reshape(b, n).T for k, v in theta.items()}
+
     def refine(self, y: torch.Tensor, init: dict, params=None, steps: int = 100, lr: float = 0.05) -> dict:
         r"""Refine real-valued parameters by gradient ascent on the log-posterior.
 

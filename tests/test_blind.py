@@ -187,3 +187,27 @@ def test_credible_intervals_are_calibrated():
     coverage = ((truth >= lo - 1e-12) & (truth <= hi + 1e-12)).double().mean().item()
     assert coverage >= 0.8 - 3 * 0.02, coverage
     assert (hi - lo).mean() < 0.3  # and the intervals are informative
+
+
+def test_joint_restoration_marginalizes_the_operator():
+    """Draws with theta ~ p(theta | y) sample p(x | y) = sum_theta p(theta | y) p(x | y, theta):
+    their mean matches the exact mixture of posterior means within 5 standard errors."""
+    from deepinv_energy.sampling import PredictorCorrectorSampler
+
+    model = random_mixture((1, 4, 4), k=2, seed=70)
+    family = DenoisingFamily((1, 4, 4), noise=[0.2, 0.3])  # posterior weights about 0.42 / 0.58
+    y = family.measure(model.sample_prior(1, generator=torch.Generator().manual_seed(0)),
+                       {"noise": torch.tensor([0.3], dtype=torch.float64)}, generator=torch.Generator().manual_seed(1))
+    est = BlindEstimator(model, family, lam_max=LAM_MAX)
+    post = est.posterior(y)
+    sampler = PredictorCorrectorSampler(model, n_levels=40, n_corrector=0, predictor="covariance")
+    x, theta = est.restore(y, sampler, n=600, seed=2, posterior=post)
+    assert x.shape == (600, 1, 1, 4, 4) and theta["noise"].shape == (600, 1)
+    w = post.log_posterior[0].exp()
+    exact = sum(w[i] * model.measurement_posterior(y, family.physics({"noise": post.theta["noise"][i : i + 1]})).mean()
+                for i in range(2))
+    se = x.std(0) / 600**0.5
+    assert ((x.mean(0) - exact).abs() < 5 * se + 1e-3).all()
+    assert abs((theta["noise"] == 0.3).double().mean() - w[1]) < 5 * (0.25 / 600) ** 0.5
+    xm, tm = est.restore(y, sampler, n=4, mode="map", seed=2, posterior=post)
+    assert (tm["noise"] == post.map()["noise"]).all()
