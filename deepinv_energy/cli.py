@@ -233,12 +233,11 @@ def _blind(args) -> int:
     fig.tight_layout()
     fig.savefig(f"{args.out_prefix}_posterior.png", dpi=120)
     plt.close(fig)
-    if family is not None and args.samples > 0:
-        physics = family.physics({k: v.reshape(1).float() for k, v in best.items()})
+    if args.samples > 0:  # restoration with operators drawn from the posterior
         args.levels, args.sampler = 60, "pc"
-        out = _sampler(args, model).draw(y, physics, n=args.samples, seed=0)
-        _save_row(f"{args.out_prefix}_restoration.png", [y, out.x.mean(0), out.x.std(0)],
-                  ["measurement", "restoration (MAP operator)", "posterior std"])
+        x, _ = est.restore(y, _sampler(args, model), n=args.samples, posterior=post)
+        _save_row(f"{args.out_prefix}_restoration.png", [y, x.mean(0), x.std(0)],
+                  ["measurement", "restoration", "posterior std (incl. operator)"])
     print(f"figures written to {args.out_prefix}_posterior.png and {args.out_prefix}_restoration.png")
     return 0
 
