@@ -12,7 +12,7 @@ from .blind import (
 )
 from .covariance import BASES, Covariance, hartley
 from .models import EnergyModel, EnergyUNet, GaussianEnergy, GaussianMixtureEnergy, MixturePosterior, UNetConfig, list_pretrained
-from .denoiser import EnergyDenoiser
+from .denoiser import EnergyDenoiser, UNetDenoiser
 from .prior import EnergyPrior
 from .sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler, geometric_schedule
 from .problems import (
@@ -37,6 +37,7 @@ __all__ = [
     "GaussianMixtureEnergy",
     "MixturePosterior",
     "EnergyDenoiser",
+    "UNetDenoiser",
     "EnergyPrior",
     "AdaptiveSampler",
     "MALASampler",

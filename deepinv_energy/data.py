@@ -19,6 +19,8 @@ __all__ = [
     "load_idx_images",
     "load_image_folder",
     "gaussian_mixture_images",
+    "mixture_parameters",
+    "mixture_energy",
     "load_images",
     "DEFAULT_FASHION_MNIST",
     "ImageTensorDataset",
@@ -125,7 +127,8 @@ def load_images(spec: str, split: str = "train", limit: int | None = None) -> to
     - ``"fashion-mnist"`` (the default system directory) or any directory with idx files;
     - ``"folder:PATH"`` or a directory of image files;
     - ``"gmm:C,H,W,K[,seed[,n]]"``: ``n`` (default 10000) samples of a random Gaussian mixture
-      with ``K`` components (means in [0.2, 0.8], small random covariances), for tests.
+      with ``K`` components (see :func:`mixture_parameters`; the test split holds other draws of
+      the same mixture, whose exact energy is :func:`mixture_energy`).
     """
     if spec in ("fashion-mnist", "fmnist"):
         return load_idx_images(DEFAULT_FASHION_MNIST, split, limit)
@@ -136,7 +139,7 @@ def load_images(spec: str, split: str = "train", limit: int | None = None) -> to
         n = parts[5] if len(parts) > 5 else 10000
         if limit is not None:
             n = min(n, limit)
-        return _simple_mixture(C, H, W, K, seed + (0 if split == "train" else 1), n)
+        return _simple_mixture(C, H, W, K, seed, n, split)
     if spec.startswith("folder:"):
         return load_image_folder(spec[7:], limit=limit)
     if os.path.isdir(spec):
@@ -149,16 +152,41 @@ def load_images(spec: str, split: str = "train", limit: int | None = None) -> to
     )
 
 
-def _simple_mixture(C, H, W, K, seed, n):
-    """Samples of a Gaussian mixture with low-rank-plus-diagonal covariances (no dependency)."""
+def mixture_parameters(C: int, H: int, W: int, K: int, seed: int = 0):
+    r"""Parameters of the mixture behind ``"gmm:C,H,W,K,seed"`` data.
+
+    Uniform weights, means uniform in [0.2, 0.8], covariances
+    :math:`C_k = F_k F_k^\top + 0.02^2 I` with :math:`F_k` (d x 2) of standard deviation 0.1
+    (non-diagonal, rank two plus a floor).
+
+    :return: ``(means (K, C, H, W), factors (K, d, 2), floor_std)``, float32.
+    """
     g = torch.Generator().manual_seed(seed)
     d = C * H * W
     means = 0.2 + 0.6 * torch.rand(K, d, generator=g)
     factors = 0.1 * torch.randn(K, d, 2, generator=g)
+    return means.reshape(K, C, H, W), factors, 0.02
+
+
+def mixture_energy(C: int, H: int, W: int, K: int, seed: int = 0, dtype=torch.float64):
+    """The exact :class:`~deepinv_energy.models.gaussian.GaussianMixtureEnergy` of ``"gmm:C,H,W,K,seed"`` data."""
+    from .models.gaussian import GaussianMixtureEnergy
+
+    means, factors, s = mixture_parameters(C, H, W, K, seed)
+    f = factors.to(dtype)
+    covs = f @ f.transpose(1, 2) + s**2 * torch.eye(C * H * W, dtype=dtype)
+    return GaussianMixtureEnergy(means.to(dtype), covs)
+
+
+def _simple_mixture(C, H, W, K, seed, n, split="train"):
+    """Samples of :func:`mixture_parameters` (train and test splits: same mixture, other draws)."""
+    means, factors, s = mixture_parameters(C, H, W, K, seed)
+    g = torch.Generator().manual_seed(2 * seed + (0 if split == "train" else 1) + 7919)
+    d = C * H * W
     comp = torch.randint(0, K, (n,), generator=g)
     z = torch.randn(n, 2, generator=g)
-    e = 0.02 * torch.randn(n, d, generator=g)
-    x = means[comp] + torch.einsum("ndk,nk->nd", factors[comp], z) + e
+    e = s * torch.randn(n, d, generator=g)
+    x = means.reshape(K, d)[comp] + torch.einsum("ndk,nk->nd", factors[comp], z) + e
     return x.reshape(n, C, H, W)
 
 

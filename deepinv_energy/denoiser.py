@@ -11,7 +11,7 @@ from .covariance import Covariance
 from .models.base import EnergyModel, check_image
 from .problems import LAM_MIN
 
-__all__ = ["EnergyDenoiser"]
+__all__ = ["EnergyDenoiser", "UNetDenoiser"]
 
 
 class EnergyDenoiser(Denoiser):
@@ -50,16 +50,57 @@ class EnergyDenoiser(Denoiser):
         self.lam_min = lam_min
 
     def forward(self, x: torch.Tensor, sigma, *args, **kwargs) -> torch.Tensor:
-        check_image(x, "x")
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-        if sigma.numel() not in (1, x.shape[0]):
-            raise ValueError(f"sigma must be a float or a tensor of shape ({x.shape[0]},), got {sigma.numel()} values.")
-        if not torch.isfinite(sigma).all() or (sigma < 0).any():
-            raise ValueError("sigma must be finite and non-negative.")
-        var = sigma.expand(x.shape[0]) ** 2
-        if (var < self.lam_min).any():
-            warnings.warn(f"sigma below sqrt(lam_min)={self.lam_min ** 0.5:.2g} is raised to it.", stacklevel=2)
-            var = var.clamp(min=self.lam_min)
-        cov = Covariance.isotropic(var, x)
+        cov = _isotropic(x, sigma, self.lam_min)
         create_graph = torch.is_grad_enabled() and x.requires_grad
         return self.model.denoise(x, cov, create_graph=create_graph)
+
+
+class UNetDenoiser(Denoiser):
+    r"""A plain (non-energy) denoiser of the :class:`~deepinv_energy.models.unet.EnergyUNet` backbone.
+
+    .. math::
+
+        D(x, \sigma) = \mu + c_\text{skip} (x - \mu) + c_\text{out} F_\theta(x, \sigma)
+
+    (:meth:`EnergyUNet.direct_denoise <deepinv_energy.models.unet.EnergyUNet.direct_denoise>`),
+    for a network trained by ordinary denoising score matching on isotropic noise
+    (``deepinv-energy train --objective denoiser``). It is the baseline of the benchmarks: same
+    architecture, same data, no energy, no anisotropic covariances, no double backpropagation.
+    Noise levels below :math:`\sqrt{\lambda_{\min}}` are raised to it (with a warning).
+
+    :param EnergyUNet model: the network (trained with ``objective="denoiser"``).
+    :param float lam_min: smallest variance passed to the model.
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_energy import EnergyUNet, UNetDenoiser
+    >>> denoiser = UNetDenoiser(EnergyUNet(channels=1, height=8, width_px=8, width=8, mult=(1, 2)))
+    >>> denoiser(torch.rand(2, 1, 8, 8), 0.1).shape
+    torch.Size([2, 1, 8, 8])
+    """
+
+    def __init__(self, model, lam_min: float = LAM_MIN):
+        super().__init__()
+        if not hasattr(model, "direct_denoise"):
+            raise TypeError(f"model must be an EnergyUNet, got {type(model).__name__}.")
+        self.model = model
+        self.lam_min = lam_min
+
+    def forward(self, x: torch.Tensor, sigma, *args, **kwargs) -> torch.Tensor:
+        return self.model.direct_denoise(x, _isotropic(x, sigma, self.lam_min))
+
+
+def _isotropic(x: torch.Tensor, sigma, lam_min: float) -> Covariance:
+    """Isotropic covariance from deepinv's ``sigma`` (float or (B,) tensor), checked."""
+    check_image(x, "x")
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+    if sigma.numel() not in (1, x.shape[0]):
+        raise ValueError(f"sigma must be a float or a tensor of shape ({x.shape[0]},), got {sigma.numel()} values.")
+    if not torch.isfinite(sigma).all() or (sigma < 0).any():
+        raise ValueError("sigma must be finite and non-negative.")
+    var = sigma.expand(x.shape[0]) ** 2
+    if (var < lam_min).any():
+        warnings.warn(f"sigma below sqrt(lam_min)={lam_min ** 0.5:.2g} is raised to it.", stacklevel=3)
+        var = var.clamp(min=lam_min)
+    return Covariance.isotropic(var, x)

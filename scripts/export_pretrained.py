@@ -6,7 +6,7 @@ Usage::
     python scripts/export_pretrained.py [--ckpt /work/runs/fmnist/checkpoint.pt] \
         [--out deepinv_energy/weights] [--name fashion-mnist-28] [--n-images 2000]
 
-The normalization constants (one per basis) are computed on clean training images at the
+For an energy model the normalization constants (one per basis) are computed on clean training images at the
 largest training variance (identity 4 of the method; see
 ``deepinv_energy.training.loss.normalization_constant``) and stored in the weights and the JSON.
 """
@@ -48,12 +48,13 @@ def main(argv=None) -> int:
     model.eval()
     cfg = ck["config"]
     images = load_images(cfg["data"], "train", limit=args.n_images)
-    consts = {}
-    for i, basis in enumerate(BASES):
+    consts, far = {}, {}
+    plain = cfg.get("objective", "energy") == "denoiser"  # a plain denoiser has no energy to normalize
+    for i, basis in enumerate(BASES if not plain else ()):
         consts[basis] = normalization_constant(model, images, var=cfg["lam_max"], basis=basis)
         model.log_norm[i] = consts[basis]
     # diagnostic: the same constant measured far beyond the training range
-    far = {b: normalization_constant(model, images[:500], var=1e6, basis=b) - consts[b] for b in BASES}
+    far = {b: normalization_constant(model, images[:500], var=1e6, basis=b) - consts[b] for b in consts}
     meta = {
         "step": int(ck["step"]),
         "checkpoint": os.path.abspath(args.ckpt),

@@ -108,3 +108,17 @@ def test_gaussian_mixture_images():
     x = gaussian_mixture_images(Prior(), 4, seed=1)
     assert x.shape == (4, 1, 2, 2) and x.dtype == torch.float32
     assert torch.equal(x, gaussian_mixture_images(Prior(), 4, seed=1))
+
+
+def test_mixture_splits_share_the_exact_distribution():
+    """Both splits are draws of ``mixture_energy``: moments match the closed form (float64)."""
+    from deepinv_energy.data import mixture_energy
+
+    exact = mixture_energy(1, 3, 3, 2, seed=5)
+    mean = exact.means.mean(0).flatten()
+    dm = exact.means.flatten(1) - mean
+    cov = exact.covs.mean(0) + dm.T @ dm / 2
+    for split in ("train", "test"):
+        x = load_images("gmm:1,3,3,2,5,40000", split=split).double().flatten(1)
+        assert (x.mean(0) - mean).abs().max() < 0.01
+        assert (torch.cov(x.T) - cov).abs().max() < 0.004

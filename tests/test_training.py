@@ -353,3 +353,45 @@ def tr_param_names(ck):
 
     model = EnergyUNet(UNetConfig(**ck["model_config"]))
     return list(model.named_parameters())
+
+
+# ---------------------------------------------------------------------------- plain-denoiser baseline
+def test_direct_denoising_loss_matches_the_energy_loss_scale():
+    """With F = 0 (a fresh network) the network's direct denoiser and the energy's Tweedie
+    denoiser are the same Wiener filter, so with the same noise both losses give the same L_den."""
+    from deepinv_energy.models.unet import EnergyUNet
+    from deepinv_energy.training.loss import direct_denoising_loss
+
+    model = EnergyUNet(channels=1, height=4, width_px=4, width=4, mult=(1, 2)).double()
+    x = torch.rand(6, 1, 4, 4, dtype=torch.float64)
+    covs = [Covariance("pixel", torch.randn(3, 1, 4, 4, dtype=torch.float64)),
+            Covariance("hartley", torch.randn(3, 1, 4, 4, dtype=torch.float64))]
+    a = direct_denoising_loss(model, x, covs, torch.Generator().manual_seed(0), reduction="none")
+    b = covariance_score_matching_loss(model, x, covs, torch.Generator().manual_seed(0), reduction="none")
+    torch.testing.assert_close(a["den"], b["den"].detach(), rtol=1e-10, atol=1e-12)
+    assert a["den"].shape == (6,) and a["loss"].requires_grad
+
+
+def test_plain_denoiser_objective(tmp_path):
+    """objective="denoiser" trains the same network as an isotropic denoiser (pixel basis only),
+    saves without normalization, loads as a deepinv UNetDenoiser and refuses to resume as an energy."""
+    from deepinv_energy import EnergyUNet, UNetDenoiser
+
+    tr = train(_tiny_cfg(tmp_path, objective="denoiser", steps=4), progress=False)
+    covs = tr.dist.sample(16, (1, 4, 4), generator=torch.Generator().manual_seed(0))
+    assert [c.basis for c in covs] == ["pixel"]
+    lv = covs[0].log_var
+    assert torch.equal(lv, lv[:, :1, :1, :1].expand_as(lv))  # isotropic
+    tr.finalize(str(tmp_path / "export"))
+    model = EnergyUNet.from_pretrained(str(tmp_path / "export"))
+    assert torch.equal(model.log_norm, torch.zeros_like(model.log_norm))
+    x = tr.images[:3]
+    y = x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    den = UNetDenoiser(model)
+    torch.testing.assert_close(den(y, 0.2), model.direct_denoise(y, Covariance.isotropic(0.04, y)))
+    with pytest.raises(ValueError, match="sigma"):
+        den(y, torch.tensor([0.1, 0.2]))
+    with pytest.raises(ValueError, match="objective"):
+        Trainer(_tiny_cfg(tmp_path)).try_resume()
+    with pytest.raises(ValueError, match="objective"):
+        Trainer(_tiny_cfg(tmp_path, objective="score"))

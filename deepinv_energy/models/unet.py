@@ -345,27 +345,31 @@ class EnergyUNet(EnergyModel):
             raise ValueError(f"cov has shape {tuple(cov.shape)}, expected the shape of y {tuple(y.shape)}.")
 
     # ------------------------------------------------------------------ energy
-    def energy_terms(self, y: torch.Tensor, cov: Covariance):
-        r"""The terms of the energy, each (B,): ``(gauss, net, b, kappa)``.
-
-        ``energy = gauss + net + b - kappa``; ``gauss`` is the diagonal-Gaussian energy.
-        """
+    def _network(self, y: torch.Tensor, cov: Covariance):
+        """Coefficients ``c``, log-variances (data ``log_v``, noise ``lv``, ``log_s = log(v+lam)``),
+        the network output in the basis ``fb`` and the conditioning embedding."""
         self._check(y, cov)
         dt = y.dtype
         lv = cov.log_var.to(dt)
         log_v = self.data_log_var(cov.basis).to(dt)
         c = cov.to_basis(y - self.mean.to(dt))
         log_s = torch.logaddexp(log_v, lv)  # log(v + lam), no cancellation
-        inv_sqrt_s = torch.exp(-0.5 * log_s)
-        gauss = 0.5 * ((c * inv_sqrt_s) ** 2).sum((1, 2, 3)) + 0.5 * (log_s + math.log(2 * math.pi)).sum((1, 2, 3))
         # conditioning (clamped a little beyond the training range; smooth inside it)
         u = (lv - self._lv_center) / self._lv_scale
         u = u.clamp(-1.5, 1.5)
         emb = self.emb(self._features(u, cov.basis))
-        x_in = cov.from_basis(c * inv_sqrt_s)
+        x_in = cov.from_basis(c * torch.exp(-0.5 * log_s))
         lv_map = u if cov.basis == "pixel" else torch.zeros_like(u)
-        f = self.net(torch.cat([x_in, lv_map], dim=1), emb)
-        fb = cov.to_basis(f)
+        fb = cov.to_basis(self.net(torch.cat([x_in, lv_map], dim=1), emb))
+        return c, log_v, lv, log_s, fb, emb
+
+    def energy_terms(self, y: torch.Tensor, cov: Covariance):
+        r"""The terms of the energy, each (B,): ``(gauss, net, b, kappa)``.
+
+        ``energy = gauss + net + b - kappa``; ``gauss`` is the diagonal-Gaussian energy.
+        """
+        c, log_v, lv, log_s, fb, emb = self._network(y, cov)
+        gauss = 0.5 * (c**2 * torch.exp(-log_s)).sum((1, 2, 3)) + 0.5 * (log_s + math.log(2 * math.pi)).sum((1, 2, 3))
         if self.config.form == "inner":
             a = torch.exp(0.5 * (log_v - torch.logaddexp(lv, lv.new_tensor(self._log_lam_amp)) - log_s))
             net = -0.5 * (c * a * fb).sum((1, 2, 3))
@@ -375,8 +379,24 @@ class EnergyUNet(EnergyModel):
             net = (0.5 * q**2 - rho0 * q).sum((1, 2, 3))
         d = c[0].numel()
         b = d * self.b_head(emb).squeeze(-1)
-        kappa = self.log_norm[_BASIS_INDEX[cov.basis]].to(dt).expand(y.shape[0])
+        kappa = self.log_norm[_BASIS_INDEX[cov.basis]].to(y.dtype).expand(y.shape[0])
         return gauss, net, b, kappa
+
+    def direct_denoise(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
+        r"""The network read as an EDM-preconditioned denoiser, without differentiating the energy:
+
+        .. math::
+
+            D(y) = \mu + V\big(c_\text{skip}\, c + c_\text{out} \hat F\big), \qquad
+            c_\text{skip} = \frac{v}{v+\lambda},\; c_\text{out} = \sqrt{\frac{v\lambda}{v+\lambda}}.
+
+        This is the denoiser of a model trained with ``TrainConfig(objective="denoiser")`` (a
+        plain denoiser of the same backbone, the baseline of the benchmarks). For an energy-trained
+        model it is NOT the Tweedie denoiser (use :meth:`denoise`).
+        """
+        c, log_v, lv, log_s, fb, _ = self._network(y, cov)
+        d = torch.exp(log_v - log_s) * c + torch.exp(0.5 * (log_v + lv - log_s)) * fb
+        return self.mean.to(y.dtype) + cov.from_basis(d)
 
     def energy(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
         r"""Energy :math:`U(y, \Sigma)` in nats, shape (B,), dtype of ``y``."""

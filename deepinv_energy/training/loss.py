@@ -22,7 +22,7 @@ import torch
 
 from ..covariance import Covariance
 
-__all__ = ["covariance_score_matching_loss", "normalization_constant"]
+__all__ = ["covariance_score_matching_loss", "direct_denoising_loss", "normalization_constant"]
 
 
 def covariance_score_matching_loss(
@@ -71,6 +71,41 @@ def covariance_score_matching_loss(
     elif reduction != "none":
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}.")
     return {"loss": loss, "den": den, "cov": cvl, "energy": torch.cat(energies)}
+
+
+def direct_denoising_loss(model, x: torch.Tensor, covs, generator: torch.Generator | None = None, reduction: str = "mean"):
+    r"""Plain denoising score matching of the network read as a denoiser (no energy, no double backprop):
+
+    .. math::
+
+        L_\text{den} = \frac1d \big\| (D(y) - x) / \sqrt\lambda \big\|^2_{V}, \qquad
+        D = \texttt{model.direct\_denoise}(y, \Sigma),
+
+    i.e. the same whitened denoising error as in :func:`covariance_score_matching_loss` (there
+    :math:`\sqrt\lambda\, V^\top g - z = V^\top(x - D)/\sqrt\lambda` by Tweedie), so both
+    objectives are on the same scale. Same arguments and outputs (``cov`` is zero).
+    """
+    if isinstance(covs, Covariance):
+        covs = [covs]
+    if sum(c.shape[0] for c in covs) != x.shape[0]:
+        raise ValueError("the covariances' batch sizes must add up to the batch size of x.")
+    dens, start = [], 0
+    for cov in covs:
+        n = cov.shape[0]
+        xb = x[start : start + n]
+        start += n
+        cov = cov.to(dtype=x.dtype, device=x.device)
+        z = torch.randn(xb.shape, generator=generator, dtype=x.dtype, device=x.device)
+        lam_sqrt = torch.exp(0.5 * cov.log_var)
+        y = xb + cov.from_basis(lam_sqrt * z)
+        r = cov.to_basis(model.direct_denoise(y, cov) - xb) / lam_sqrt
+        dens.append((r**2).flatten(1).sum(1) / z[0].numel())
+    den = torch.cat(dens)
+    if reduction == "mean":
+        den = den.mean()
+    elif reduction != "none":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}.")
+    return {"loss": den, "den": den, "cov": torch.zeros_like(den), "energy": None}
 
 
 @torch.no_grad()

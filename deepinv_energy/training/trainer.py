@@ -33,7 +33,7 @@ import torch
 from ..data import load_images
 from ..models.unet import EnergyUNet, UNetConfig
 from .distribution import DEFAULT_FAMILIES, CovarianceDistribution
-from .loss import covariance_score_matching_loss, normalization_constant
+from .loss import covariance_score_matching_loss, direct_denoising_loss, normalization_constant
 
 __all__ = [
     "TrainConfig",
@@ -66,6 +66,10 @@ class TrainConfig:
     :param float grad_clip: max global gradient norm (0 disables).
     :param float ema_decay: EMA decay (warmed up as ``min(decay, (1+t)/(10+t))``).
     :param float w_cov: weight of the covariance-score term.
+    :param str objective: ``"energy"`` (the two losses of the method) or ``"denoiser"``: the same
+        network trained as a plain isotropic denoiser (pixel basis, isotropic noise only, loss
+        :func:`~deepinv_energy.training.loss.direct_denoising_loss`; the baseline of the
+        benchmarks, used through :class:`~deepinv_energy.denoiser.UNetDenoiser`).
     :param int width: channels of the first UNet level.
     :param int depth: number of downsamplings (image sizes divisible by ``2**depth``).
     :param int ckpt_every: checkpoint period in steps.
@@ -87,6 +91,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     w_cov: float = 1.0
+    objective: str = "energy"
     width: int = 24
     depth: int = 2
     num_res: int = 1
@@ -172,8 +177,12 @@ class Trainer:
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        if cfg.objective not in ("energy", "denoiser"):
+            raise ValueError(f"objective must be 'energy' or 'denoiser', got {cfg.objective!r}.")
+        plain = cfg.objective == "denoiser"
         self.dist = CovarianceDistribution(
-            families=cfg.families, p_pixel=cfg.p_pixel, lam_min=cfg.lam_min, lam_max=cfg.lam_max
+            families=("isotropic",) if plain else cfg.families, p_pixel=1.0 if plain else cfg.p_pixel,
+            lam_min=cfg.lam_min, lam_max=cfg.lam_max,
         )
         self.step = 0
         self._stop = False
@@ -247,8 +256,9 @@ class Trainer:
         return False
 
     def _check_compatible(self, ck):
-        old = ck["config"]
-        for key in ("width", "depth", "num_res", "attention", "form", "lam_min", "lam_max", "batch_size", "seed", "data"):
+        old = {"objective": "energy", **ck["config"]}  # checkpoints before `objective` existed
+        for key in ("width", "depth", "num_res", "attention", "form", "lam_min", "lam_max", "batch_size", "seed", "data",
+                    "objective"):
             if key in old and old[key] != getattr(self.cfg, key):
                 raise ValueError(
                     f"cannot resume: checkpoint has {key}={old.get(key)!r}, this run {getattr(self.cfg, key)!r}."
@@ -290,7 +300,10 @@ class Trainer:
         gen = torch.Generator(device=self.device).manual_seed(_step_seed(cfg.seed, self.step, self.rank))
         covs = self.dist.sample(x.shape[0], self.shape, generator=gen, device=self.device)
         self.model.train()
-        out = covariance_score_matching_loss(self.model, x, covs, generator=gen, w_cov=cfg.w_cov)
+        if cfg.objective == "denoiser":
+            out = direct_denoising_loss(self.model, x, covs, generator=gen)
+        else:
+            out = covariance_score_matching_loss(self.model, x, covs, generator=gen, w_cov=cfg.w_cov)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -376,8 +389,12 @@ class Trainer:
         return stats
 
     def finalize(self, path_dir: str | None = None, name: str = "model") -> EnergyUNet:
-        """Normalize the EMA model (one constant per basis, at ``lam_max``) and save it."""
-        model = normalize_model(self.ema, self.images[: self.cfg.norm_images].to(self.device), self.cfg.lam_max)
+        """Normalize the EMA model (one constant per basis, at ``lam_max``) and save it.
+
+        A plain denoiser (``objective="denoiser"``) has no energy to normalize and is saved as is."""
+        model = self.ema
+        if self.cfg.objective == "energy":
+            model = normalize_model(model, self.images[: self.cfg.norm_images].to(self.device), self.cfg.lam_max)
         if self.rank == 0 and path_dir is not None:
             model.save_pretrained(path_dir, name, metadata={"step": self.step, "train_config": asdict(self.cfg)})
         return model
@@ -433,12 +450,16 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--no-attention", action="store_true")
     p.add_argument("--form", default=d.form, choices=["residual", "inner"], help="energy parameterization")
     p.add_argument("--w-cov", type=float, default=d.w_cov)
+    p.add_argument("--objective", default=d.objective, choices=["energy", "denoiser"],
+                   help="'energy' (the method) or 'denoiser' (plain isotropic denoiser of the same backbone)")
     p.add_argument("--families", default=",".join(d.families),
                    help="comma-separated covariance families (default: all but motion_blur,bands)")
     p.add_argument("--p-pixel", type=float, default=d.p_pixel)
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    p.add_argument("--stop-at", type=int, default=0,
+                   help="stop (with a checkpoint) once this step is reached, without changing the schedule of --steps")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: default)")
@@ -450,7 +471,7 @@ def config_from_args(args) -> TrainConfig:
     return TrainConfig(
         data=args.data, split=args.split, limit=args.limit, out=args.out, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, schedule=args.schedule,
-        grad_clip=args.grad_clip, ema_decay=args.ema_decay, w_cov=args.w_cov, width=args.width,
+        grad_clip=args.grad_clip, ema_decay=args.ema_decay, w_cov=args.w_cov, objective=args.objective, width=args.width,
         depth=args.depth, num_res=args.num_res, attention=not args.no_attention, form=args.form,
         families=[f for f in args.families.split(",") if f], p_pixel=args.p_pixel,
         ckpt_every=args.ckpt_every, log_every=args.log_every, seed=args.seed, device=args.device,
@@ -473,7 +494,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     tr = Trainer(cfg)
     if args.resume:
         tr.try_resume()
-    tr.fit()
+    stop_at = getattr(args, "stop_at", 0)
+    tr.fit(max_steps=max(0, stop_at - tr.step) if stop_at > 0 else None)
     if args.export and tr.step >= cfg.steps:
         tr.finalize(args.export)
     if tr.distributed:
