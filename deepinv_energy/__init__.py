@@ -8,6 +8,7 @@ from .blind import (
     BoxInpaintingFamily,
     DenoisingFamily,
     GaussianBlurFamily,
+    MotionBlurFamily,
     OperatorFamily,
 )
 from .covariance import BASES, Covariance, hartley
@@ -48,6 +49,7 @@ __all__ = [
     "BoxInpaintingFamily",
     "DenoisingFamily",
     "GaussianBlurFamily",
+    "MotionBlurFamily",
     "OperatorFamily",
     "LAM_MAX",
     "LAM_MIN",

@@ -34,11 +34,13 @@ from .problems import LAM_MAX, LAM_MIN, to_denoising_problem
 __all__ = [
     "OperatorFamily",
     "GaussianBlurFamily",
+    "MotionBlurFamily",
     "BoxInpaintingFamily",
     "DenoisingFamily",
     "BlindEstimator",
     "BlindPosterior",
     "gaussian_kernel",
+    "line_kernel",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -61,6 +63,34 @@ def gaussian_kernel(width: torch.Tensor, img_size) -> torch.Tensor:
     j = torch.arange(w, dtype=width.dtype, device=width.device) - w // 2
     r2 = i.reshape(-1, 1) ** 2 + j.reshape(1, -1) ** 2
     k = torch.exp(-r2 / (2 * width**2))
+    return k / k.sum(dim=(-2, -1), keepdim=True)
+
+
+def line_kernel(length: torch.Tensor, angle: torch.Tensor, img_size, n_points: int = 41,
+                spread: float = 0.5) -> torch.Tensor:
+    r"""Linear motion-blur kernels on the full image grid, centred at ``(H//2, W//2)``.
+
+    A segment of ``length`` pixels through the centre at ``angle`` degrees (counter-clockwise
+    from the horizontal axis, rows pointing down), rasterized as the sum of ``n_points``
+    Gaussian spots of standard deviation ``spread`` pixels placed uniformly along it, then
+    normalized to sum 1. Smooth (differentiable) in the length and the angle; ``length = 0``
+    is a Gaussian spot of width ``spread``; angles are defined modulo 180.
+
+    :param torch.Tensor length: (N,) lengths in pixels (>= 0).
+    :param torch.Tensor angle: (N,) angles in degrees.
+    :param tuple img_size: (C, H, W).
+    :return: (torch.Tensor) (N, 1, H, W) kernels.
+    """
+    h, w = img_size[-2:]
+    length = torch.as_tensor(length).reshape(-1, 1)
+    rad = torch.deg2rad(torch.as_tensor(angle, dtype=length.dtype, device=length.device).reshape(-1, 1))
+    t = torch.linspace(-0.5, 0.5, n_points, dtype=length.dtype, device=length.device).reshape(1, -1) * length
+    dy, dx = -t * torch.sin(rad), t * torch.cos(rad)  # (N, P)
+    i = torch.arange(h, dtype=length.dtype, device=length.device) - h // 2
+    j = torch.arange(w, dtype=length.dtype, device=length.device) - w // 2
+    ry = (i.reshape(1, 1, -1, 1) - dy[..., None, None]) ** 2
+    rx = (j.reshape(1, 1, 1, -1) - dx[..., None, None]) ** 2
+    k = torch.exp(-(ry + rx) / (2 * spread**2)).sum(1, keepdim=True)
     return k / k.sum(dim=(-2, -1), keepdim=True)
 
 
@@ -150,6 +180,31 @@ class GaussianBlurFamily(OperatorFamily):
 
     def physics(self, theta):
         k = gaussian_kernel(theta["width"], self.img_size)
+        return dinv.physics.BlurFFT(self.img_size, filter=k, noise_model=self._noise(theta["noise"]), device=k.device)
+
+
+class MotionBlurFamily(OperatorFamily):
+    r"""Circular linear motion blur of unknown length and angle (and optionally noise level).
+
+    Parameters ``length`` (pixels), ``angle`` (degrees, modulo 180) and ``noise`` (standard
+    deviation); a float fixes a parameter. Kernels: :func:`line_kernel`. Physics:
+    :class:`deepinv.physics.BlurFFT`. (deepinv's ``MotionBlurGenerator`` draws random
+    trajectories, which have no low-dimensional parameters to estimate; a straight-line blur
+    is the parametric model of camera shake used here.)
+
+    :param tuple img_size: (C, H, W).
+    :param lengths: candidate lengths.
+    :param angles: candidate angles (degrees).
+    :param noise: known noise level (float) or candidate levels.
+    """
+
+    def __init__(self, img_size, lengths, angles, noise=0.01):
+        super().__init__(img_size, {"length": lengths, "angle": angles, "noise": noise}, continuous=("length", "noise"))
+        if (self.grid["length"] <= 0).any() or (self.grid["noise"] <= 0).any():
+            raise ValueError("lengths and noise levels must be positive.")
+
+    def physics(self, theta):
+        k = line_kernel(theta["length"], theta["angle"], self.img_size)
         return dinv.physics.BlurFFT(self.img_size, filter=k, noise_model=self._noise(theta["noise"]), device=k.device)
 
 

@@ -187,7 +187,7 @@ def _sample(args) -> int:
     return 0
 
 
-def _parse_grid(text, name):
+def _parse_grid(text, name, allow_zero=False):
     import torch
 
     try:
@@ -196,40 +196,48 @@ def _parse_grid(text, name):
         raise UserError(f"{name} must be START:STOP:COUNT or a single value, got {text!r}") from None
     if len(parts) == 1:
         return parts[0]
-    if len(parts) != 3 or parts[2] < 1 or parts[0] <= 0 or parts[1] <= parts[0]:
-        raise UserError(f"{name} must be START:STOP:COUNT with 0 < START < STOP, got {text!r}")
+    if len(parts) != 3 or parts[2] < 1 or parts[0] < 0 or (parts[0] == 0 and not allow_zero) or parts[1] <= parts[0]:
+        lower = "0 <= START" if allow_zero else "0 < START"
+        raise UserError(f"{name} must be START:STOP:COUNT with {lower} < STOP, got {text!r}")
     return torch.linspace(parts[0], parts[1], int(parts[2]))
 
 
 def _blind(args) -> int:
-    from .blind import BlindEstimator, DenoisingFamily, GaussianBlurFamily
+    from .blind import BlindEstimator, DenoisingFamily, GaussianBlurFamily, MotionBlurFamily
 
     y = _read_image(args.image)
     img_size = tuple(y.shape[1:])
     noise = _parse_grid(args.noise, "--noise")
     if args.family == "gaussian-blur":
         family = GaussianBlurFamily(img_size, widths=_parse_grid(args.widths, "--widths"), noise=noise)
-        name = "width"
+        names = ["width"]
+    elif args.family == "motion-blur":
+        family = MotionBlurFamily(img_size, lengths=_parse_grid(args.lengths, "--lengths"),
+                                  angles=_parse_grid(args.angles, "--angles", allow_zero=True), noise=noise)
+        names = ["length", "angle"]
     else:
         family = DenoisingFamily(img_size, noise=noise)
-        name = "noise"
+        names = ["noise"]
+    if args.family != "noise" and not isinstance(noise, float):
+        names.append("noise")
     model = _load_model(args.model)
     est = BlindEstimator(model, family, verbose=True)
     post = est.posterior(y)
-    lo, hi = post.credible_interval(name, args.level)
     best = post.map()
-    print(f"{name}: MAP {best[name].item():.4g}, posterior mean {post.mean(name).item():.4g}, "
-          f"{args.level:.0%} interval [{lo.item():.4g}, {hi.item():.4g}]")
-    values, logp = post.marginal(name)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4, 2.6))
-    ax.plot(values.numpy(), logp[0].exp().numpy(), "o-")
-    ax.axvspan(lo.item(), hi.item(), alpha=0.2)
-    ax.set_xlabel(name), ax.set_ylabel("posterior probability")
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 2.6), squeeze=False)
+    for name, ax in zip(names, axes[0]):
+        lo, hi = post.credible_interval(name, args.level)
+        print(f"{name}: MAP {best[name].item():.4g}, posterior mean {post.mean(name).item():.4g}, "
+              f"{args.level:.0%} interval [{lo.item():.4g}, {hi.item():.4g}]")
+        values, logp = post.marginal(name)
+        ax.plot(values.numpy(), logp[0].exp().numpy(), "o-")
+        ax.axvspan(lo.item(), hi.item(), alpha=0.2)
+        ax.set_xlabel(name), ax.set_ylabel("posterior probability")
     fig.tight_layout()
     fig.savefig(f"{args.out_prefix}_posterior.png", dpi=120)
     plt.close(fig)
@@ -294,8 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "MAP, posterior mean and credible interval, saves the posterior plot and a "
                                    "restoration with the MAP operator.")
     p.add_argument("image", help="measurement (grey image or .npy)")
-    p.add_argument("--family", default="gaussian-blur", choices=["gaussian-blur", "noise"])
-    p.add_argument("--widths", default="0.3:3:28", help="blur widths START:STOP:COUNT (pixels)")
+    p.add_argument("--family", default="gaussian-blur", choices=["gaussian-blur", "motion-blur", "noise"])
+    p.add_argument("--widths", default="0.3:3:28", help="Gaussian blur widths START:STOP:COUNT (pixels)")
+    p.add_argument("--lengths", default="1:9:9", help="motion blur lengths START:STOP:COUNT (pixels)")
+    p.add_argument("--angles", default="0:165:12", help="motion blur angles START:STOP:COUNT (degrees)")
     p.add_argument("--noise", default="0.01", help="noise level, or a grid START:STOP:COUNT to estimate it")
     p.add_argument("--level", type=float, default=0.9, help="credible level")
     p.add_argument("--samples", type=int, default=4, help="posterior draws of the restoration (0: none)")

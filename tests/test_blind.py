@@ -17,6 +17,7 @@ from deepinv_energy import (
     BoxInpaintingFamily,
     DenoisingFamily,
     GaussianBlurFamily,
+    MotionBlurFamily,
     OperatorFamily,
     UnsupportedPhysicsError,
 )
@@ -69,6 +70,37 @@ def test_blur_width_and_noise_joint(model):
     manual = torch.logsumexp(post.log_posterior.reshape(2, 5, 3), dim=2)
     assert torch.allclose(values, torch.tensor([0.4, 0.7, 1.0, 1.5, 2.2], dtype=torch.float64))
     assert torch.allclose(lm, manual)
+
+
+def test_motion_blur_length_angle_noise(model):
+    family = MotionBlurFamily(SHAPE, lengths=[1.0, 2.5, 4.0], angles=[0.0, 45.0, 90.0, 135.0], noise=[0.02, 0.08])
+    y = simulate(model, family, {"length": [4.0, 2.5], "angle": [45.0, 90.0], "noise": [0.02, 0.08]}, seed=7)
+    post = check(model, family, y)
+    values, lm = post.marginal("angle")
+    assert lm.shape == (2, 4) and torch.allclose(lm.exp().sum(1), torch.ones(2, dtype=torch.float64))
+
+
+def test_line_kernel():
+    from deepinv_energy.blind import line_kernel
+
+    size = (1, 15, 15)
+    k = line_kernel(torch.tensor([0.0, 6.0, 6.0, 6.0], dtype=torch.float64),
+                    torch.tensor([0.0, 0.0, 90.0, 180.0], dtype=torch.float64), size)
+    assert k.shape == (4, 1, 15, 15)
+    assert torch.allclose(k.sum((-2, -1)), torch.ones(4, 1, dtype=torch.float64))
+    c = 7  # centre
+    # length 0: an isotropic spot; horizontal line: spread along the centre row; 90 degrees: along the column
+    assert torch.allclose(k[0], k[0].transpose(-1, -2))
+    assert k[1, 0, c, c + 3] > 20 * k[1, 0, c + 3, c] and k[2, 0, c + 3, c] > 20 * k[2, 0, c, c + 3]
+    torch.testing.assert_close(k[1], k[3])  # modulo 180 degrees
+    # second moment along the line: a uniform segment of length L has variance L^2 / 12, plus the spot's 0.25
+    j = torch.arange(15, dtype=torch.float64) - c
+    var = (k[1, 0].sum(0) * j**2).sum()
+    assert abs(var - (36 / 12 * 42 / 40 + 0.25)) < 0.02  # 41 points: discrete uniform variance L^2 (P+1)/(12 (P-1))
+    # differentiable in length and angle
+    length = torch.tensor([3.0], dtype=torch.float64, requires_grad=True)
+    angle = torch.tensor([30.0], dtype=torch.float64, requires_grad=True)
+    torch.autograd.grad((line_kernel(length, angle, size) ** 2).sum(), (length, angle))
 
 
 def test_denoising_noise_level(model):

@@ -68,12 +68,17 @@ def test_restore_sample_blind(tmp_path, blurred_png, capsys):
     assert main(["blind", str(blurred_png), "--widths", "0.5:1.5:3", "--samples", "0", "--out-prefix", str(prefix)]) == 0
     assert "width: MAP" in capsys.readouterr().out
     assert (tmp_path / "b_posterior.png").stat().st_size > 1000
+    assert main(["blind", str(blurred_png), "--family", "motion-blur", "--lengths", "1:5:2", "--angles", "0:90:2",
+                 "--noise", "0.01:0.05:2", "--samples", "0", "--out-prefix", str(prefix)]) == 0
+    printed = capsys.readouterr().out
+    assert "length: MAP" in printed and "angle: MAP" in printed and "noise: MAP" in printed
 
 
 def test_bad_paths_and_arguments(tmp_path, blurred_png):
     assert main(["restore", str(tmp_path / "missing.png"), "--task", "denoise"]) == 2
     assert main(["restore", str(blurred_png), "--task", "inpaint"]) == 2  # no mask
     assert main(["blind", str(blurred_png), "--widths", "3:1:4"]) == 2
+    assert main(["blind", str(blurred_png), "--family", "motion-blur", "--angles=-10:90:3"]) == 2
 
 
 def test_train_and_resume(tmp_path):
