@@ -20,8 +20,8 @@ posterior, minus the same quantity for exact draws (its Monte-Carlo floor, about
 estimate is the covariance of its Tweedie draws plus the diagonal of
 :math:`\mathbb{E}[\operatorname{Cov}(x \mid y_K)]` it returns (law of total covariance).
 
-The energy is the exact mixture energy with closed-form gradients (``FastMixtureEnergy`` of the
-tests, checked there against autograd). Run: ``python benchmarks/sampler_exactness.py [--n 10000]``.
+The energy is the exact mixture energy (:class:`~deepinv_energy.GaussianMixtureEnergy`, closed-form
+gradients, checked against autograd in the tests). Run: ``python benchmarks/sampler_exactness.py [--n 10000]``.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_sampling import ADAPTIVE_EXACT, CASES, FastMixtureEnergy, build, extra_var, gaussian_kl, moment_z  # noqa: E402
+from test_sampling import ADAPTIVE_EXACT, CASES, build, extra_var, gaussian_kl, moment_z  # noqa: E402
 
-from deepinv_energy import Covariance  # noqa: E402
+from deepinv_energy import Covariance, GaussianMixtureEnergy  # noqa: E402
 from deepinv_energy.sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler  # noqa: E402
 from deepinv_energy.sampling import engine as _engine  # noqa: E402
 
@@ -141,7 +141,7 @@ def section_mh(n, lines):
     torch.manual_seed(9)
     y = physics(x)
     d = math.prod(shape)
-    level_prior = FastMixtureEnergy(model.means, model.covs + s_lvl**2 * torch.eye(d, dtype=DT), model.log_weights.exp())
+    level_prior = GaussianMixtureEnergy(model.means, model.covs + s_lvl**2 * torch.eye(d, dtype=DT), model.log_weights.exp())
     target = level_prior.posterior(y, Covariance.isotropic(s_obs**2 - s_lvl**2, y))
     t_mean, t_cov = target.mean().reshape(-1), target.covariance()[0]
     ex = target.sample(n, generator=torch.Generator().manual_seed(1))[:, 0].reshape(n, -1)

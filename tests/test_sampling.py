@@ -52,54 +52,10 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-LOG_2PI = math.log(2 * math.pi)
-
-
-class FastMixtureEnergy(GaussianMixtureEnergy):
-    r"""The same exact mixture energy, with closed-form :math:`(U, g, h)` instead of autograd.
-
-    With :math:`M_k = C_k + \operatorname{diag}(\lambda)` in the basis, :math:`r_k = c - \mu_k`,
-    responsibilities :math:`\rho_k`: :math:`V^\top g = \sum_k \rho_k M_k^{-1} r_k` and
-    :math:`h_i = \tfrac{\lambda_i}{2} \sum_k \rho_k [(M_k^{-1})_{ii} - (M_k^{-1} r_k)_i^2]`.
-    One factorization per *distinct* covariance of the batch (a fixed schedule repeats the same
-    covariance for all draws of a measurement), so test runs cost seconds instead of minutes.
-    Checked against the autograd path in ``test_fast_mixture_energy_is_exact``.
-    """
-
-    @classmethod
-    def like(cls, model: GaussianMixtureEnergy) -> "FastMixtureEnergy":
-        return cls(model.means, model.covs, model.log_weights.exp())
-
-    def energy_and_grads(self, y, cov, create_graph=False, wrt_log_var=True):
-        if create_graph:
-            return super().energy_and_grads(y, cov, create_graph, wrt_log_var)
-        self._check(y, cov)
-        b, d = y.shape[0], self.dim
-        mus, covs = self._in_basis(cov.basis, y)
-        uniq, inv = torch.unique(cov.log_var.detach().reshape(b, d), dim=0, return_inverse=True)
-        lam = uniq.exp()
-        chol = torch.linalg.cholesky(covs + torch.diag_embed(lam[:, None, :]))  # (U, K, d, d)
-        minv = torch.cholesky_inverse(chol)
-        logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (U, K)
-        r = cov.to_basis(y.detach()).reshape(b, 1, d) - mus  # (B, K, d)
-        if uniq.shape[0] <= 16:  # few distinct covariances: one batched matmul per group
-            s = torch.empty_like(r)
-            for j in range(uniq.shape[0]):
-                idx = torch.nonzero(inv == j).squeeze(1)
-                s[idx] = (minv[j] @ r[idx].transpose(0, 1).transpose(1, 2)).permute(2, 0, 1)
-        else:
-            s = torch.einsum("bkij,bkj->bki", minv[inv], r)
-        joint = self.log_weights.to(y) - 0.5 * ((r * s).sum(-1) + logdet[inv] + d * LOG_2PI)
-        u = -torch.logsumexp(joint, dim=1)
-        rho = torch.softmax(joint, dim=1).unsqueeze(-1)
-        gc = (rho * s).sum(1).reshape(y.shape)
-        diag = torch.diagonal(minv, dim1=-2, dim2=-1)[inv]
-        h = 0.5 * lam[inv] * (rho * (diag - s**2)).sum(1) if wrt_log_var else None
-        return u, cov.from_basis(gc), None if h is None else h.reshape(y.shape)
 
 
 def random_mixture(shape, k=3, seed=0):
-    return FastMixtureEnergy.like(_random_mixture(shape, k=k, seed=seed))
+    return _random_mixture(shape, k=k, seed=seed)
 
 
 def build(name: str, shape, seed: int = 3):
@@ -260,7 +216,7 @@ def _level_target(seed=7, s_obs=0.3, s_lvl=0.2):
     torch.manual_seed(9)
     y = physics(x)
     d = math.prod(shape)
-    level_prior = FastMixtureEnergy(model.means, model.covs + s_lvl**2 * torch.eye(d, dtype=DT), model.log_weights.exp())
+    level_prior = GaussianMixtureEnergy(model.means, model.covs + s_lvl**2 * torch.eye(d, dtype=DT), model.log_weights.exp())
     target = level_prior.posterior(y, Covariance.isotropic(s_obs**2 - s_lvl**2, y))
     return model, physics, y, s_lvl, target.mean().reshape(-1), target.covariance()[0]
 
@@ -420,15 +376,19 @@ def test_learned_energy_unet_runs_unchanged():
 
 
 @pytest.mark.parametrize("basis", ["pixel", "hartley"])
-def test_fast_mixture_energy_is_exact(basis):
-    ref = _random_mixture((2, 4, 4), k=3, seed=4)
-    fast = FastMixtureEnergy.like(ref)
+def test_closed_form_mixture_grads_equal_autograd(basis):
+    """GaussianMixtureEnergy's closed-form (U, g, h) equals the generic autograd path."""
+    from deepinv_energy import EnergyModel
+
+    model = _random_mixture((2, 4, 4), k=3, seed=4)
     y = torch.rand(5, 2, 4, 4, dtype=DT)
     lv = torch.randn(5, 2, 4, 4, dtype=DT)
     lv[3] = lv[1]  # repeated covariances share a factorization
-    cov = Covariance(basis, lv)
-    for a, b in zip(fast.energy_and_grads(y, cov), ref.energy_and_grads(y, cov)):
-        assert torch.allclose(a, b, atol=1e-10)
+    for n in (5, 25):  # few distinct covariances (grouped) and many (batched einsum)
+        yy, ll = y.repeat(n // 5, 1, 1, 1), lv.repeat(n // 5, 1, 1, 1) + torch.arange(n // 5).repeat_interleave(5).reshape(-1, 1, 1, 1)
+        cov = Covariance(basis, ll)
+        for a, b in zip(model.energy_and_grads(yy, cov), EnergyModel.energy_and_grads(model, yy, cov)):
+            assert torch.allclose(a, b, atol=1e-10)
 
 
 def test_pixel_variance_of_hartley_diagonal_is_exact():

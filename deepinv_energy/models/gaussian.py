@@ -200,6 +200,46 @@ class GaussianMixtureEnergy(EnergyModel):
         log_n = -0.5 * ((z**2).sum(-1) + logdet + d * LOG_2PI)
         return -torch.logsumexp(self.log_weights.to(y) + log_n, dim=1)
 
+    def energy_and_grads(self, y: torch.Tensor, cov: Covariance, create_graph: bool = False,
+                         wrt_log_var: bool = True):
+        r"""Energy and gradients in closed form (autograd only when ``create_graph=True``).
+
+        With :math:`M_k = C_k + \operatorname{diag}(\lambda)` in the covariance's basis,
+        :math:`r_k = V^\top y - \mu_k`, :math:`s_k = M_k^{-1} r_k` and responsibilities
+        :math:`\rho_k`: :math:`V^\top g = \sum_k \rho_k s_k` and
+        :math:`h_i = \tfrac{\lambda_i}{2} \sum_k \rho_k [(M_k^{-1})_{ii} - s_{k,i}^2]`.
+        One factorization per *distinct* covariance of the batch (a sampler's fixed schedule
+        repeats one covariance for all draws), so sampling runs cost seconds. Equal to the
+        autograd path of :class:`EnergyModel` to 1e-10 (tested).
+        """
+        if create_graph:
+            return super().energy_and_grads(y, cov, create_graph, wrt_log_var)
+        self._check(y, cov)
+        b, d = y.shape[0], self.dim
+        mus, covs = self._in_basis(cov.basis, y)
+        uniq, inv = torch.unique(cov.log_var.detach().to(y.dtype).reshape(b, d), dim=0, return_inverse=True)
+        lam = uniq.exp()
+        chol = torch.linalg.cholesky(covs + torch.diag_embed(lam[:, None, :]))  # (U, K, d, d)
+        minv = torch.cholesky_inverse(chol)
+        logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (U, K)
+        r = cov.to_basis(y.detach()).reshape(b, 1, d) - mus  # (B, K, d)
+        if uniq.shape[0] <= 16:  # few distinct covariances: one batched matmul per group
+            s = torch.empty_like(r)
+            for j in range(uniq.shape[0]):
+                idx = torch.nonzero(inv == j).squeeze(1)
+                s[idx] = (minv[j] @ r[idx].transpose(0, 1).transpose(1, 2)).permute(2, 0, 1)
+        else:
+            s = torch.einsum("bkij,bkj->bki", minv[inv], r)
+        joint = self.log_weights.to(y) - 0.5 * ((r * s).sum(-1) + logdet[inv] + d * LOG_2PI)
+        u = -torch.logsumexp(joint, dim=1)
+        rho = torch.softmax(joint, dim=1).unsqueeze(-1)
+        g = cov.from_basis((rho * s).sum(1).reshape(y.shape))
+        if not wrt_log_var:
+            return u, g, None
+        diag = torch.diagonal(minv, dim1=-2, dim2=-1)[inv]
+        h = 0.5 * lam[inv] * (rho * (diag - s**2)).sum(1)
+        return u, g, h.reshape(y.shape)
+
     # ------------------------------------------------------------------ exact posteriors
     def posterior(self, y: torch.Tensor, cov: Covariance) -> MixturePosterior:
         r"""Exact posterior of :math:`x` given :math:`y = x + n`, :math:`n \sim \mathcal{N}(0, \Sigma)`."""

@@ -1,0 +1,313 @@
+r"""Posterior sampling on Fashion-MNIST test images: our samplers against deepinv's, same network.
+
+Writes ``benchmarks/results/restoration[_quick].md`` (tables), ``restoration_<task>[_quick].png``
+(figure grids, :func:`deepinv.utils.plot`) and caches every (task, method) result in
+``benchmarks/results/raw/`` so that an interrupted run resumes where it stopped.
+
+Tasks (deepinv physics, noise levels are standard deviations for images in [0, 1]):
+``box`` (centred 14x14 box missing, noise 0.01), ``random70`` (70 % of pixels missing, a new mask
+per image, noise 0.01), ``gblur-0.01`` / ``gblur-0.05`` (Gaussian blur std 1 px,
+:class:`~deepinv.physics.BlurFFT`), ``motion`` (kernels of deepinv's
+:class:`~deepinv.physics.generator.MotionBlurGenerator`, 11x11, noise 0.01), ``denoise``
+(noise 0.2), ``sr2`` (2x decimation, :class:`~deepinv.physics.Downsampling` without filter,
+noise 0.01).
+
+Methods, all with the bundled network (``-E``: through :class:`~deepinv_energy.EnergyDenoiser`,
+the Tweedie denoiser of the energy) or with a plain denoiser of the same backbone trained with
+the same budget (``-P``: :class:`~deepinv_energy.UNetDenoiser`, ``benchmarks/weights``):
+
+- ours: ``PC`` (:class:`~deepinv_energy.PredictorCorrectorSampler`, paper defaults), ``MALA``
+  (:class:`~deepinv_energy.MALASampler`, covariance predictor), ``Adaptive``
+  (:class:`~deepinv_energy.AdaptiveSampler`);
+- deepinv's: ``DPS``, ``DiffPIR``, ``DDRM``, ``PiGDM`` (:class:`~deepinv.sampling.PosteriorDiffusion`
+  with :class:`~deepinv.sampling.PiGDMDataFidelity`, VE SDE, Euler), ``ULA``
+  (:class:`~deepinv.sampling.ULA` with :class:`~deepinv.optim.ScorePrior`; its output is the
+  chain mean, so it has no single-sample metrics).
+
+Every method gets about the same number of network evaluations per draw (``--steps``); each
+deepinv method's main hyper-parameter is tuned per task on 8 TRAINING images (``--tune``, grid in
+:data:`TUNE`, best PSNR of the mean; stored in ``raw/tuned.json``); ours run with their defaults.
+
+Metrics: PSNR and SSIM (:mod:`deepinv.metric`) of the mean of ``--draws`` draws and of the first
+draw, accuracy of a small classifier (``benchmarks/classifier.py``, trained on the training split)
+on the mean, network evaluations per draw, wall time per image (all draws) and its ratio to DPS
+(same run, same machine).
+
+Run: ``python benchmarks/restoration.py --quick`` (16 images, 20 steps, a few minutes) or
+``python benchmarks/restoration.py --tune`` then ``python benchmarks/restoration.py`` (256 images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+
+import deepinv as dinv
+import torch
+
+from deepinv_energy import (
+    AdaptiveSampler,
+    EnergyDenoiser,
+    EnergyUNet,
+    MALASampler,
+    PredictorCorrectorSampler,
+    UNetDenoiser,
+)
+from deepinv_energy.data import load_images
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from classifier import labels, load_classifier  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results"
+RAW = OUT / "raw"
+PLAIN = ROOT / "benchmarks" / "weights" / "plain-denoiser-28.json"
+SHAPE = (1, 28, 28)
+TASKS = ("box", "random70", "gblur-0.01", "gblur-0.05", "motion", "denoise", "sr2")
+OURS = ("PC-E", "MALA-E", "Adaptive-E")
+DEEPINV = ("DPS", "DiffPIR", "DDRM", "PiGDM", "ULA")
+METHODS = OURS + tuple(f"{m}-{n}" for n in ("E", "P") for m in DEEPINV)
+#: hyper-parameter grids of deepinv's methods (tuned per task on training images)
+TUNE = {
+    "DPS": ("weight", (0.3, 1.0, 3.0)),
+    "DiffPIR": ("lambda_", (1.0, 7.0, 30.0)),
+    "DDRM": ("eta", (0.5, 0.85, 1.0)),
+    "PiGDM": ("sigma_max", (1.0, 5.0, 20.0)),
+    "ULA": ("step", (0.3, 1.0, 3.0)),
+}
+DEFAULTS = {"DPS": 1.0, "DiffPIR": 7.0, "DDRM": 0.85, "PiGDM": 5.0, "ULA": 1.0}
+
+
+# ---------------------------------------------------------------------------------------- tasks
+def make_task(name: str, x: torch.Tensor, seed: int):
+    """``(physics, y, noise)`` for clean images ``x`` (seeded)."""
+    n = x.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    noise = {"gblur-0.05": 0.05, "denoise": 0.2}.get(name, 0.01)
+    nm = dinv.physics.GaussianNoise(sigma=noise, rng=torch.Generator().manual_seed(seed + 1))
+    if name == "box":
+        mask = torch.ones(1, *SHAPE[1:])
+        mask[:, 7:21, 7:21] = 0
+        physics = dinv.physics.Inpainting(SHAPE, mask=mask, noise_model=nm)
+    elif name == "random70":
+        mask = (torch.rand(n, *SHAPE, generator=g) < 0.3).float()
+        physics = dinv.physics.Inpainting(SHAPE, mask=mask, noise_model=nm)
+    elif name.startswith("gblur"):
+        physics = dinv.physics.BlurFFT(SHAPE, filter=dinv.physics.blur.gaussian_blur(1.0), noise_model=nm)
+    elif name == "motion":
+        gen = dinv.physics.generator.MotionBlurGenerator((11, 11), rng=g)
+        physics = dinv.physics.BlurFFT(SHAPE, filter=gen.step(batch_size=n)["filter"], noise_model=nm)
+    elif name == "denoise":
+        physics = dinv.physics.Denoising(noise_model=nm)
+    elif name == "sr2":
+        physics = dinv.physics.Downsampling(img_size=SHAPE, factor=2, filter=None, noise_model=nm)
+    else:
+        raise ValueError(f"unknown task {name!r}; choose among {TASKS}.")
+    return physics, physics(x), noise
+
+
+# ---------------------------------------------------------------------------------------- methods
+def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, steps: int, param, seed: int):
+    """``(draws (K, B, C, H, W), network evaluations per draw)``."""
+    base, kind = method.rsplit("-", 1)
+    model = nets["energy"]
+    den = EnergyDenoiser(model) if kind == "E" else UNetDenoiser(nets["plain"])
+    if base in ("PC", "MALA", "Adaptive"):
+        if base == "PC":
+            sampler = PredictorCorrectorSampler(model, n_levels=steps // 2, n_corrector=1)
+        elif base == "MALA":
+            sampler = MALASampler(model, n_levels=steps // 2, n_corrector=1, predictor="covariance")
+        else:
+            sampler = AdaptiveSampler(model, tolerance=_adaptive_tolerance(steps))
+        out = sampler.draw(y, physics, n=draws, seed=seed)
+        return out.x, float(out.diagnostics.nfe_per_chain.double().mean())
+    xs = []
+    for k in range(draws):
+        s = seed + 1 + k
+        torch.manual_seed(s)
+        if base == "DPS":
+            algo = dinv.sampling.DPS(den, num_steps=steps, weight=param, rng=torch.Generator().manual_seed(s),
+                                     dtype=torch.float32)
+            xk = algo(y, physics, seed=s)
+        elif base == "DiffPIR":
+            algo = dinv.sampling.DiffPIR(den, dinv.optim.data_fidelity.L2(), sigma=max(noise, 1e-3), max_iter=steps,
+                                         lambda_=param)
+            xk = algo(y, physics, seed=s)
+        elif base == "DDRM":
+            algo = dinv.sampling.DDRM(den, sigmas=torch.linspace(1, 0.01, steps).numpy(), eta=param)
+            xk = algo(y, physics, seed=s)
+        elif base == "PiGDM":
+            algo = dinv.sampling.PosteriorDiffusion(
+                data_fidelity=dinv.sampling.PiGDMDataFidelity(denoiser=den),
+                sde=dinv.sampling.VarianceExplodingDiffusion(sigma_max=param, sigma_min=0.01),
+                denoiser=den, minus_one_one=False,
+                solver=dinv.sampling.EulerSolver(timesteps=torch.linspace(1, 0.001, steps),
+                                                 rng=torch.Generator().manual_seed(s)),
+            )
+            xk = algo(y, physics, seed=s)
+        elif base == "ULA":
+            sig = 0.05
+            algo = dinv.sampling.ULA(dinv.optim.ScorePrior(den), dinv.optim.data_fidelity.L2(sigma=noise),
+                                     step_size=param * 0.5 / (1 / noise**2 + 1 / sig**2), sigma=sig, max_iter=steps,
+                                     thinning=1, burnin_ratio=0.5, verbose=False)
+            xk = algo(y, physics, seed=s)[0]
+            xs = [xk] * draws  # the chain mean: one "draw"
+            break
+        xs.append(xk.detach().float())
+    return torch.stack(xs), float(steps)
+
+
+def _adaptive_tolerance(steps: int) -> float:
+    # the error rule's NFE scales like 1 / tolerance; 0.05 gives about 60 evaluations on Fashion-MNIST
+    return 0.05 * 60 / steps
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+def evaluate(method, nets, x, task, draws, steps, param, seed, batch, classifier, lab):
+    psnr, ssim = dinv.metric.PSNR(), dinv.metric.SSIM()
+    res = {k: [] for k in ("psnr", "ssim", "psnr1", "ssim1", "correct")}
+    nfe, t0, means = [], time.perf_counter(), []
+    for i in range(0, x.shape[0], batch):
+        xb = x[i : i + batch]
+        physics, y, noise = make_task(task, xb, seed + i)
+        with torch.set_grad_enabled(method.split("-")[0] in ("DPS", "PiGDM")):
+            xs, n = run_method(method, nets, y, physics, noise, draws, steps, param, seed + i)
+        xs = xs.detach().float().clamp(0, 1)
+        mean = xs.mean(0)
+        means.append(mean)
+        nfe.append(n)
+        res["psnr"].append(psnr(mean, xb))
+        res["ssim"].append(ssim(mean, xb))
+        res["psnr1"].append(psnr(xs[0], xb))
+        res["ssim1"].append(ssim(xs[0], xb))
+        with torch.no_grad():
+            res["correct"].append((classifier(mean).argmax(1) == lab[i : i + batch]).float())
+    secs = (time.perf_counter() - t0) / x.shape[0]
+    out = {k: torch.cat(v).mean().item() for k, v in res.items()}
+    out.update({"nfe": sum(nfe) / len(nfe), "time": secs, "param": param, "n": x.shape[0], "draws": draws,
+                "steps": steps})
+    if method.startswith("ULA"):
+        out["psnr1"] = out["ssim1"] = float("nan")
+    return out, torch.cat(means)
+
+
+def tune(nets, tasks, methods, steps, draws, batch, classifier):
+    path = RAW / "tuned.json"
+    tuned = json.loads(path.read_text()) if path.exists() else {}
+    x = load_images("fashion-mnist", "train", limit=8)
+    lab = labels("train")[:8]
+    for task in tasks:
+        for method in methods:
+            base = method.rsplit("-", 1)[0]
+            if base not in TUNE or f"{task}/{method}" in tuned:
+                continue
+            name, grid = TUNE[base]
+            scores = {v: evaluate(method, nets, x, task, draws, steps, v, 777, batch, classifier, lab)[0]["psnr"] for v in grid}
+            tuned[f"{task}/{method}"] = max(scores, key=lambda v: -math.inf if math.isnan(scores[v]) else scores[v])
+            print(f"tuned {task} {method}: {name} = {tuned[f'{task}/{method}']} ({scores})", flush=True)
+            RAW.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(tuned, indent=1))
+    return tuned
+
+
+def report(results: dict, tasks, methods, args, suffix: str) -> str:
+    L = [f"# Posterior sampling benchmark{' (quick mode)' if args.quick else ''}", "",
+         f"Generated by `python benchmarks/restoration.py{' --quick' if args.quick else ''}`: {args.n} Fashion-MNIST "
+         f"test images per task, {args.draws} draws per image, about {args.steps} network evaluations per draw, "
+         f"{torch.get_num_threads()} CPU threads. `mean`: metrics of the mean of the draws; `sample`: of the first draw; "
+         "`acc`: classifier accuracy on the mean (clean test images: see the classifier's JSON); `NFE`: network "
+         "evaluations per draw; `time`: seconds per image for all draws, and its ratio to DPS-E (same run). "
+         "`-E`: the energy's Tweedie denoiser; `-P`: the plain denoiser of the same backbone and budget. "
+         "Protocol in the script's docstring.", ""]
+    for task in tasks:
+        L += [f"## {task}", "", "| method | PSNR mean | SSIM mean | PSNR sample | SSIM sample | acc | NFE | time (s) | time / DPS-E | tuned |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+        ref = results.get((task, "DPS-E"), {}).get("time")
+        best = max((r["psnr"] for (t, m), r in results.items() if t == task), default=None)
+        for m in methods:
+            r = results.get((task, m))
+            if r is None:
+                continue
+            ratio = f"{r['time'] / ref:.2f}" if ref else "n/a"
+            p = f"**{r['psnr']:.2f}**" if best is not None and r["psnr"] == best else f"{r['psnr']:.2f}"
+            L.append(f"| {m} | {p} | {r['ssim']:.3f} | {r['psnr1']:.2f} | {r['ssim1']:.3f} | {r['correct']:.2f} | "
+                     f"{r['nfe']:.0f} | {r['time']:.2f} | {ratio} | {r['param'] if r['param'] is not None else '-'} |")
+        L += ["", f"![{task}](restoration_{task}{suffix}.png)", ""]
+    return "\n".join(L)
+
+
+def summary_table(results: dict, tasks, methods) -> str:
+    """PSNR of the mean per task (rows) and method (columns): the README table."""
+    L = ["| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for t in tasks:
+        vals = [results.get((t, m), {}).get("psnr") for m in methods]
+        best = max(v for v in vals if v is not None)
+        L.append(f"| {t} | " + " | ".join("-" if v is None else (f"**{v:.1f}**" if v == best else f"{v:.1f}") for v in vals) + " |")
+    return "\n".join(L)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="16 images, 20 steps, 2 draws")
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--draws", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--tune", action="store_true", help="tune deepinv's methods on training images first")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--plain", default=str(PLAIN), help="weights of the plain denoiser")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.steps, args.draws = 16, 20, 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tasks = [t for t in args.tasks.split(",") if t]
+    methods = [m for m in args.methods.split(",") if m]
+    bad = [m for m in methods if m not in METHODS] + [t for t in tasks if t not in TASKS]
+    if bad:
+        raise SystemExit(f"unknown tasks/methods {bad}; tasks {TASKS}, methods {METHODS}")
+    nets = {"energy": EnergyUNet.from_pretrained("fashion-mnist-28"), "plain": EnergyUNet.from_pretrained(args.plain)}
+    classifier = load_classifier()
+    suffix = "_quick" if args.quick else ""
+    tuned = tune(nets, tasks, methods, args.steps, args.draws, args.batch, classifier) if args.tune else {}
+    if not tuned and (RAW / "tuned.json").exists():
+        tuned = json.loads((RAW / "tuned.json").read_text())
+    x = load_images("fashion-mnist", "test", limit=args.n)
+    lab = labels("test")[: args.n]
+    results = {}
+    RAW.mkdir(parents=True, exist_ok=True)
+    for task in tasks:
+        shown = {}
+        for method in methods:
+            base = method.rsplit("-", 1)[0]
+            param = tuned.get(f"{task}/{method}", DEFAULTS.get(base))
+            cache = RAW / f"{task}_{method}{suffix}.json"
+            if cache.exists() and json.loads(cache.read_text()).get("param") == param:
+                results[(task, method)] = json.loads(cache.read_text())
+                continue
+            r, means = evaluate(method, nets, x, task, args.draws, args.steps, param, 0, args.batch, classifier, lab)
+            results[(task, method)] = r
+            cache.write_text(json.dumps(r))
+            shown[method] = means[:4]
+            print(f"{task:10s} {method:11s} PSNR {r['psnr']:.2f} / {r['psnr1']:.2f}  acc {r['correct']:.2f}  "
+                  f"NFE {r['nfe']:.0f}  {r['time']:.2f} s/img", flush=True)
+        if shown:
+            physics, y, _ = make_task(task, x[:4], 0)
+            shown_y = physics.A_adjoint(y) if task == "sr2" else y
+            dinv.utils.plot([x[:4], shown_y] + list(shown.values()), titles=["truth", "measurement"] + list(shown),
+                            save_fn=str(OUT / f"restoration_{task}{suffix}.png"), show=False, close=True, dpi=100,
+                            rescale_mode="clip")
+    text = report(results, tasks, methods, args, suffix)
+    text += "\n## Summary: PSNR (dB) of the posterior mean\n\n" + summary_table(results, tasks, methods) + "\n"
+    (OUT / f"restoration{suffix}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
