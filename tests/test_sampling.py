@@ -35,7 +35,7 @@ from deepinv_energy.sampling import (
     geometric_schedule,
     pixel_variance,
 )
-from helpers import random_mixture as _random_mixture
+from helpers import random_mixture
 
 DT = torch.float64
 Z_MAX = 4.5
@@ -50,12 +50,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-
-
-def random_mixture(shape, k=3, seed=0):
-    return _random_mixture(shape, k=k, seed=seed)
 
 
 def build(name: str, shape, seed: int = 3):
@@ -380,7 +374,7 @@ def test_closed_form_mixture_grads_equal_autograd(basis):
     """GaussianMixtureEnergy's closed-form (U, g, h) equals the generic autograd path."""
     from deepinv_energy import EnergyModel
 
-    model = _random_mixture((2, 4, 4), k=3, seed=4)
+    model = random_mixture((2, 4, 4), k=3, seed=4)
     y = torch.rand(5, 2, 4, 4, dtype=DT)
     lv = torch.randn(5, 2, 4, 4, dtype=DT)
     lv[3] = lv[1]  # repeated covariances share a factorization
