@@ -149,7 +149,9 @@ def report(results: dict, n: int, threads: int, meta: dict) -> str:
          "|---|---|---|---|---|---|---|---|---|"]
     for task in next(iter(results.values())):
         for mname, per in results.items():
-            r = per[task]
+            r = per.get(task)
+            if r is None:
+                continue
             for p, v in r.items():
                 if p == "time":
                     continue
@@ -174,23 +176,30 @@ def main(argv=None):
     x = load_images("fashion-mnist", "test", limit=args.n)
     all_tasks = tasks(args.n)
     selected = [t for t in args.tasks.split(",") if t]
-    results, curves, meta = {}, {}, {}
-    for mname in args.models.split(","):
+    raw = OUT / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for mname in args.models.split(","):  # each model's results are cached: run models in separate calls
         model = EnergyUNet.from_pretrained(MODELS[mname])
         path = MODELS[mname] if mname != "bundled" else ROOT / "deepinv_energy" / "weights" / "fashion-mnist-28.json"
         md = json.load(open(path))["metadata"]
-        meta[mname] = f"step {md.get('step')}, w = {md.get('train_config', {}).get('w_cov')}"
-        results[mname] = {}
+        entry = {"meta": f"step {md.get('step')}, w = {md.get('train_config', {}).get('w_cov')}", "n": args.n,
+                 "threads": torch.get_num_threads(), "results": {}, "curves": None}
         for i, task in enumerate(selected):
             family, truth, names = all_tasks[task]
             res, post, _ = run_task(model, family, truth, names, x, seed=1000 + i)
-            results[mname][task] = res
+            entry["results"][task] = res
             print(mname, task, res, flush=True)
             if task == "blur 0.01":
-                curves[mname] = {"grid": post.theta["width"].numpy(), "log_post": post.log_evidence[:4],
-                                 "truth": truth["width"][:4].tolist()}
+                entry["curves"] = {"grid": post.theta["width"].tolist(), "log_post": post.log_evidence[:4].tolist(),
+                                   "truth": truth["width"][:4].tolist()}
+        (raw / f"blind_{mname}.json").write_text(json.dumps(entry))
+    entries = {m: json.loads((raw / f"blind_{m}.json").read_text()) for m in MODELS if (raw / f"blind_{m}.json").exists()}
+    results = {m: e["results"] for m, e in entries.items()}
+    meta = {m: e["meta"] for m, e in entries.items()}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "blind.md").write_text(report(results, args.n, torch.get_num_threads(), meta))
+    curves = {m: {"grid": e["curves"]["grid"], "log_post": torch.tensor(e["curves"]["log_post"]), "truth": e["curves"]["truth"]}
+              for m, e in entries.items() if e["curves"]}
     if curves:
         figure(curves, OUT / "blind.png")
     print((OUT / "blind.md").read_text())
