@@ -94,6 +94,26 @@ def evaluate(model, exact, x, seed: int = 1, shift: float = 1.0) -> list:
     return rows
 
 
+@torch.no_grad()
+def mismatch(model, exact, x, deltas=(-4.6, -2.3, 2.3, 4.6), seed: int = 3) -> dict:
+    """Signed error (nats/dim) of U(y, S) - U(y, S e^delta) for y drawn with S: evaluations far
+    from the training distribution (y much noisier, or much cleaner, than the covariance says)."""
+    out = {}
+    d = x[0].numel()
+    for delta in deltas:
+        errs = []
+        for fam, basis in (("isotropic", "pixel"), ("box", "pixel"), ("gaussian_blur", "hartley")):
+            g = torch.Generator().manual_seed(seed)
+            cov = CovarianceDistribution(families=[fam], p_useful=1.0).sample_basis(basis, x.shape[0], x.shape[1:], g)
+            cov2 = Covariance(basis, cov.log_var + delta)
+            y = x + cov.sample(g)
+            du = model.energy(y, cov).double() - model.energy(y, cov2).double()
+            de = exact.energy(y.double(), cov.to(torch.float64)) - exact.energy(y.double(), cov2.to(torch.float64))
+            errs.append((du - de) / d)
+        out[delta] = torch.cat(errs).mean().item()
+    return out
+
+
 def summarize(rows, d: int) -> dict:
     """Errors in nats per dimension, per (family, basis) and overall (see the module docstring)."""
     offset = {b: torch.cat([r["U"] - r["E"] for r in rows if r["basis"] == b]).median() for b in ("pixel", "hartley")}
@@ -186,6 +206,19 @@ def write_report(results: dict, meta: dict, path: pathlib.Path):
             lines.append(f"| [{lo}, {lo + 1}) | {count} | " + " | ".join(cells) + " |")
     lines += [
         "",
+        "Far from the training distribution: signed error of U(y, S) - U(y, S e^delta) (nats/dim) for y drawn "
+        "with S (isotropic, box and Gaussian-blur covariances, useful levels). delta < 0 evaluates y under variances "
+        "far SMALLER than its actual noise: the network was never trained on such inputs and underestimates the "
+        "energy, so evidences favour too-small noise levels (see `blind.md`, noise-level estimation).",
+        "",
+        "| delta | variance ratio | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for delta in meta["mismatch"][names[0]]:
+        lines.append(f"| {delta:+.1f} | {math.exp(delta):.3g} | "
+                     + " | ".join(f"{meta['mismatch'][n][delta]:+.3f}" for n in names) + " |")
+    lines += [
+        "",
         "Offsets removed in `fixed` (nats/dim): "
         + "; ".join(f"{n}: " + ", ".join(f"{b} {v:+.4f}" for b, v in results[n]["offset"].items()) for n in names),
         "",
@@ -215,16 +248,17 @@ if __name__ == "__main__":
     exact = mixture_energy(*SPEC)
     x = load_images(DATA, "test", limit=args.n)
     d = x[0].numel()
-    results, rows, train_info = {}, {}, []
+    results, rows, train_info, far = {}, {}, [], {}
     for name, (tr, cfg) in trainers.items():
         model = tr.finalize().eval()
         rows[name] = evaluate(model, exact, x)
         results[name] = summarize(rows[name], d)
+        far[name] = mismatch(model, exact, x[:64])
         with open(pathlib.Path(cfg.out) / "log.csv") as fh:
             last = fh.read().strip().splitlines()[-1].split(",")
         train_info.append(f"{name}: final L_den {float(last[2]):.3f}, L_cov {float(last[3]):.3f}, "
                           f"{float(last[5]):.0f} images/s on one shared core, {float(last[7]) / 60:.0f} min")
-    meta = {"d": d, "n": x.shape[0], "steps": args.steps, "shift": 1.0, "train": "; ".join(train_info), "rows": rows,
+    meta = {"d": d, "n": x.shape[0], "steps": args.steps, "shift": 1.0, "train": "; ".join(train_info), "rows": rows, "mismatch": far,
             "params": sum(p.numel() for p in trainers["w=1"][0].model.parameters())}
     OUT.mkdir(parents=True, exist_ok=True)
     write_report(results, meta, OUT / "normalization.md")
