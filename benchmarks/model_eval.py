@@ -119,7 +119,7 @@ def calibration(model, x, seed=3):
     cases += [("14x14 box inpainting, noise 0.05", dinv.physics.Inpainting(mask=mask, img_size=(1, H, W),
                                                                              noise_model=dinv.physics.GaussianNoise(0.05))),
               ("Gaussian blur std 1, noise 0.02 (Hartley)", dinv.physics.BlurFFT(
-                  img_size=(1, H, W), filter=dinv.physics.functional.gaussian_blur(1.0), noise_model=dinv.physics.GaussianNoise(0.02)))]
+                  img_size=(1, H, W), filter=dinv.physics.blur.gaussian_blur(1.0), noise_model=dinv.physics.GaussianNoise(0.02)))]
     rows = []
     for name, physics in cases:
         torch.manual_seed(seed)
