@@ -240,9 +240,12 @@ def report(results: dict, tasks, methods, args, suffix: str) -> str:
          "`acc`: classifier accuracy on the mean (clean test images: see the classifier's JSON); `NFE`: network "
          "evaluations per draw; `time`: seconds per image for all draws, and its ratio to DPS-E (same run). "
          "`-E`: the energy's Tweedie denoiser; `-P`: the plain denoiser of the same backbone and budget. "
-         "Protocol in the script's docstring.", ""]
+         "Protocol in the script's docstring. `param`: the main hyper-parameter of deepinv's methods (see `TUNE`); "
+         + ("tuned per task on training images (`--tune`)." if (RAW / "tuned.json").exists() else
+            "deepinv's defaults: NOT tuned in this run (`--tune` tunes them on training images).")
+         + " Times come from one process among several sharing 2 cores: compare ratios within a table only.", ""]
     for task in tasks:
-        L += [f"## {task}", "", "| method | PSNR mean | SSIM mean | PSNR sample | SSIM sample | acc | NFE | time (s) | time / DPS-E | tuned |",
+        L += [f"## {task}", "", "| method | PSNR mean | SSIM mean | PSNR sample | SSIM sample | acc | NFE | time (s) | time / DPS-E | param |",
               "|---|---|---|---|---|---|---|---|---|---|"]
         ref = results.get((task, "DPS-E"), {}).get("time")
         best = max((r["psnr"] for (t, m), r in results.items() if t == task), default=None)
