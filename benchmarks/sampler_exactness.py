@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from test_sampling import ADAPTIVE_EXACT, CASES, build, extra_var, gaussian_kl, moment_z  # noqa: E402
 
 from deepinv_energy import Covariance, GaussianMixtureEnergy  # noqa: E402
-from deepinv_energy.sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler  # noqa: E402
+from deepinv_energy.sampling import AdaptiveSampler, PredictorCorrectorSampler  # noqa: E402
 from deepinv_energy.sampling import engine as _engine  # noqa: E402
 
 DT = torch.float64

@@ -127,7 +127,6 @@ def _save_row(path, images, titles, cmap=None):
 def _physics_from_args(args, y):
     """The deepinv physics of a measurement described on the command line."""
     import deepinv as dinv
-    import torch
 
     _, c, h, w = y.shape
     noise = dinv.physics.GaussianNoise(args.noise) if args.noise > 0 else dinv.physics.ZeroNoise()
@@ -174,8 +173,6 @@ def _restore(args) -> int:
 
 
 def _sample(args) -> int:
-    import torch
-
     model = _load_model(args.model)
     shape = (model.config.channels, model.config.height, model.config.width_px)
     out = _sampler(args, model).generate(args.n, shape, seed=args.seed)

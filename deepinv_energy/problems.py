@@ -284,7 +284,6 @@ def _symmetric_part(p: torch.Tensor) -> torch.Tensor:
 
 
 def _blur_problem(y, physics, sigma, lam_min, lam_max):
-    b = y.shape[0]
     delta = torch.zeros_like(y)
     delta[..., 0, 0] = 1
     # transfer function of the circular convolution (differentiable in the kernel's parameters)

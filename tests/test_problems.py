@@ -16,8 +16,6 @@ unobserved coefficients (and the floor ``lam_min`` for noise-free ones):
   O(lam_min / 0.01) = 1e-7).
 """
 
-import math
-
 import deepinv as dinv
 import pytest
 import torch
