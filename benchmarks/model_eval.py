@@ -90,14 +90,19 @@ def model_nll_bits(model, deq, var=1e-6):
     return u / (d * math.log(2)) + 8
 
 
+def _energy_and_tweedie(model, y, cov):
+    """(B, 1 + d) float64: the energy and the flattened Tweedie estimate, from one evaluation."""
+    u, g, _ = model.energy_and_grads(y, cov, wrt_log_var=False)
+    return torch.cat([u[:, None], (y - cov.apply(g)).flatten(1)], 1).double()
+
+
 def basis_consistency(model, x, seed=2):
     rows = []
     for s in (0.05, 0.2, 1.0):
         y = x + s * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
         res = {}
         for basis in ("pixel", "hartley"):
-            res[basis] = batched(lambda b: torch.cat([model.energy_and_grads(b, Covariance.isotropic(s**2, b, basis=basis))[0][:, None].double(),
-                                                      model.denoise(b, Covariance.isotropic(s**2, b, basis=basis)).flatten(1).double()], 1), y)
+            res[basis] = batched(lambda b: _energy_and_tweedie(model, b, Covariance.isotropic(s**2, b, basis=basis)), y)
         d = x[0].numel()
         du = (res["pixel"][:, 0] - res["hartley"][:, 0]).abs().mean().item() / d
         dp, dh = res["pixel"][:, 1:], res["hartley"][:, 1:]
@@ -125,8 +130,9 @@ def calibration(model, x, seed=3):
         torch.manual_seed(seed)
         prob = to_denoising_problem(physics(x), physics)
         cov = prob.cov
-        pred = batched(lambda b, lvb: model.posterior_variance(b, Covariance(cov.basis, lvb)), prob.x_tilde, cov.log_var)
-        den = batched(lambda b, lvb: model.denoise(b, Covariance(cov.basis, lvb)), prob.x_tilde, cov.log_var)
+        moments = [model.posterior_moments(b, Covariance(cov.basis, lvb))
+                   for b, lvb in zip(prob.x_tilde.split(250), cov.log_var.split(250))]
+        den, pred = (torch.cat(m) for m in zip(*moments))
         keep = (cov.variances <= 1.0).flatten()  # see the report: unobserved coefficients excluded
         p, m = pred.flatten()[keep], (cov.to_basis(den - x) ** 2).flatten()[keep]
         bins = [(p[idx].mean().item(), m[idx].mean().item()) for idx in p.argsort().chunk(5)]

@@ -39,7 +39,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from test_sampling import ADAPTIVE_EXACT, CASES, build, extra_var, gaussian_kl, moment_z  # noqa: E402
 
-from deepinv_energy import Covariance, GaussianMixtureEnergy  # noqa: E402
 from deepinv_energy.sampling import AdaptiveSampler, PredictorCorrectorSampler  # noqa: E402
 from deepinv_energy.sampling import engine as _engine  # noqa: E402
 
@@ -130,19 +129,10 @@ def _no_logdet_log_q(to, mean, eta, lv, temperature):
 
 
 def section_mh(n, lines):
-    import deepinv as dinv
+    from test_sampling import _level_target
 
-    from test_sampling import random_mixture
-
-    shape, s_obs, s_lvl = (1, 4, 4), 0.3, 0.2
-    model = random_mixture(shape, k=3, seed=7)
-    physics = dinv.physics.Denoising(noise_model=dinv.physics.GaussianNoise(s_obs))
-    x = model.sample_prior(1, generator=torch.Generator().manual_seed(8))
-    torch.manual_seed(9)
-    y = physics(x)
-    d = math.prod(shape)
-    level_prior = GaussianMixtureEnergy(model.means, model.covs + s_lvl**2 * torch.eye(d, dtype=DT), model.log_weights.exp())
-    target = level_prior.posterior(y, Covariance.isotropic(s_obs**2 - s_lvl**2, y))
+    s_obs, s_lvl = 0.3, 0.2
+    model, physics, y, s_lvl, target = _level_target(s_obs=s_obs, s_lvl=s_lvl)
     t_mean, t_cov = target.mean().reshape(-1), target.covariance()[0]
     ex = target.sample(n, generator=torch.Generator().manual_seed(1))[:, 0].reshape(n, -1)
     floor = gaussian_kl(ex, t_mean, t_cov)

@@ -49,6 +49,8 @@ def test_tweedie_and_posterior_variance_are_exact(basis):
     v = cov.basis_matrix()
     exact_var = torch.diagonal(v.T @ post.covariance() @ v, dim1=-2, dim2=-1).reshape(y.shape)
     assert torch.allclose(model.posterior_variance(y, cov), exact_var, atol=1e-10)
+    mean, var = model.posterior_moments(y, cov)
+    assert torch.allclose(mean, post.mean(), atol=1e-10) and torch.allclose(var, exact_var, atol=1e-10)
 
 
 def test_large_noise_limit():

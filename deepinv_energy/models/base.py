@@ -109,6 +109,16 @@ class EnergyModel(torch.nn.Module):
         r"""Anisotropic Tweedie estimate :math:`\mathbb{E}[x \mid y] = y - \Sigma g`."""
         return y + cov.apply(self.score(y, cov, create_graph=create_graph))
 
+    def posterior_moments(self, y: torch.Tensor, cov: Covariance):
+        r"""Tweedie mean :math:`y - \Sigma g` (image) and per-coefficient posterior variance (in the
+        covariance's basis, see :meth:`posterior_variance`) from ONE gradient evaluation.
+
+        :return: ``(mean, variance)``.
+        """
+        _, g, h = self.energy_and_grads(y, cov)
+        lam = cov.variances
+        return y - cov.apply(g), lam * (1 - 2 * h) - (lam * cov.to_basis(g)) ** 2
+
     def posterior_variance(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
         r"""Posterior variance of each coefficient of :math:`x` in the covariance's basis.
 
@@ -119,6 +129,4 @@ class EnergyModel(torch.nn.Module):
         from one gradient evaluation (identity 3 of the method). In the pixel basis this is a
         per-pixel uncertainty map; in the Hartley basis a per-frequency one.
         """
-        _, g, h = self.energy_and_grads(y, cov)
-        lam = cov.variances
-        return lam * (1 - 2 * h) - (lam * cov.to_basis(g)) ** 2
+        return self.posterior_moments(y, cov)[1]

@@ -44,20 +44,8 @@ def covariance_score_matching_loss(
     :param str reduction: ``"mean"`` (scalars) or ``"none"`` (per-sample (B,) tensors).
     :return: dict with ``loss``, ``den``, ``cov`` (and ``energy``, the detached energies (B,)).
     """
-    if isinstance(covs, Covariance):
-        covs = [covs]
-    if sum(c.shape[0] for c in covs) != x.shape[0]:
-        raise ValueError("the covariances' batch sizes must add up to the batch size of x.")
     dens, covls, energies = [], [], []
-    start = 0
-    for cov in covs:
-        n = cov.shape[0]
-        xb = x[start : start + n]
-        start += n
-        cov = cov.to(dtype=x.dtype, device=x.device)
-        z = torch.randn(xb.shape, generator=generator, dtype=x.dtype, device=x.device)
-        lam_sqrt = torch.exp(0.5 * cov.log_var)
-        y = xb + cov.from_basis(lam_sqrt * z)
+    for xb, cov, z, lam_sqrt, y in _noisy_batches(x, covs, generator):
         u, g, h = model.energy_and_grads(y, cov, create_graph=True)
         d = z[0].numel()
         dens.append(((lam_sqrt * cov.to_basis(g) - z) ** 2).flatten(1).sum(1) / d)
@@ -85,19 +73,8 @@ def direct_denoising_loss(model, x: torch.Tensor, covs, generator: torch.Generat
     :math:`\sqrt\lambda\, V^\top g - z = V^\top(x - D)/\sqrt\lambda` by Tweedie), so both
     objectives are on the same scale. Same arguments and outputs (``cov`` is zero).
     """
-    if isinstance(covs, Covariance):
-        covs = [covs]
-    if sum(c.shape[0] for c in covs) != x.shape[0]:
-        raise ValueError("the covariances' batch sizes must add up to the batch size of x.")
-    dens, start = [], 0
-    for cov in covs:
-        n = cov.shape[0]
-        xb = x[start : start + n]
-        start += n
-        cov = cov.to(dtype=x.dtype, device=x.device)
-        z = torch.randn(xb.shape, generator=generator, dtype=x.dtype, device=x.device)
-        lam_sqrt = torch.exp(0.5 * cov.log_var)
-        y = xb + cov.from_basis(lam_sqrt * z)
+    dens = []
+    for xb, cov, z, lam_sqrt, y in _noisy_batches(x, covs, generator):
         r = cov.to_basis(model.direct_denoise(y, cov) - xb) / lam_sqrt
         dens.append((r**2).flatten(1).sum(1) / z[0].numel())
     den = torch.cat(dens)
@@ -106,6 +83,23 @@ def direct_denoising_loss(model, x: torch.Tensor, covs, generator: torch.Generat
     elif reduction != "none":
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}.")
     return {"loss": den, "den": den, "cov": torch.zeros_like(den), "energy": None}
+
+
+def _noisy_batches(x: torch.Tensor, covs, generator):
+    """For each covariance batch (consecutive slices of ``x``): ``(x, cov, z, sqrt(lam), y)`` with
+    ``y = x + V(sqrt(lam) z)``, the noise drawn in order from ``generator``."""
+    if isinstance(covs, Covariance):
+        covs = [covs]
+    if sum(c.shape[0] for c in covs) != x.shape[0]:
+        raise ValueError("the covariances' batch sizes must add up to the batch size of x.")
+    start = 0
+    for cov in covs:
+        xb = x[start : start + cov.shape[0]]
+        start += cov.shape[0]
+        cov = cov.to(dtype=x.dtype, device=x.device)
+        z = torch.randn(xb.shape, generator=generator, dtype=x.dtype, device=x.device)
+        lam_sqrt = torch.exp(0.5 * cov.log_var)
+        yield xb, cov, z, lam_sqrt, xb + cov.from_basis(lam_sqrt * z)
 
 
 @torch.no_grad()
