@@ -37,7 +37,7 @@ _IDX_NAMES = {
 
 
 def read_idx(path: str) -> np.ndarray:
-    """Read an idx file (gzipped if the name ends with ``.gz``) into a numpy array."""
+    """Read an idx file (gzipped if the name ends with ``.gz``) into a (writable) numpy array."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as fh:
         data = fh.read()
@@ -52,7 +52,7 @@ def read_idx(path: str) -> np.ndarray:
     body = data[4 + 4 * ndim :]
     if len(body) != expected:
         raise ValueError(f"{path!r}: expected {expected} bytes of data for shape {dims}, got {len(body)}.")
-    return np.frombuffer(body, dtype=dtype).reshape(dims)
+    return np.frombuffer(body, dtype=dtype).reshape(dims).copy()  # writable (torch warns otherwise)
 
 
 def _find_idx(directory: str, split: str) -> str:
