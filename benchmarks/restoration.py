@@ -17,15 +17,17 @@ Methods, all with the bundled network (``-E``: through :class:`~deepinv_energy.E
 the Tweedie denoiser of the energy) or with a plain denoiser of the same backbone trained with
 the same budget (``-P``: :class:`~deepinv_energy.UNetDenoiser`, ``benchmarks/weights``):
 
-- ours: ``PC`` (:class:`~deepinv_energy.PredictorCorrectorSampler`, paper defaults), ``MALA``
-  (:class:`~deepinv_energy.MALASampler`, covariance predictor), ``Adaptive``
-  (:class:`~deepinv_energy.AdaptiveSampler`);
+- ours: ``PC`` (:class:`~deepinv_energy.PredictorCorrectorSampler`, the paper's settings: Euler
+  predictor, one unadjusted Langevin step per level), ``MALA`` (:class:`~deepinv_energy.MALASampler`:
+  covariance predictor, one Metropolis-adjusted step per level), ``Adaptive``
+  (:class:`~deepinv_energy.AdaptiveSampler`, defaults);
 - deepinv's: ``DPS``, ``DiffPIR``, ``DDRM``, ``PiGDM`` (:class:`~deepinv.sampling.PosteriorDiffusion`
   with :class:`~deepinv.sampling.PiGDMDataFidelity`, VE SDE, Euler), ``ULA``
   (:class:`~deepinv.sampling.ULA` with :class:`~deepinv.optim.ScorePrior`; its output is the
   chain mean, so it has no single-sample metrics).
 
-Every method gets about the same number of network evaluations per draw (``--steps``); each
+Every method gets about the same number of network evaluations per draw (``--steps``, 20 by
+default; ``benchmarks/nfe.py`` runs a subset at 20, 50 and 100); each
 deepinv method's main hyper-parameter is tuned per task on 8 TRAINING images (``--tune``, grid in
 :data:`TUNE`, extended when the best value is at its end; best PSNR of the mean; stored in
 ``raw/tuned.json``); ours run with their defaults.
@@ -35,8 +37,9 @@ draw, accuracy of a small classifier (``benchmarks/classifier.py``, trained on t
 on the mean, network evaluations per draw, wall time per image (all draws) and its ratio to DPS
 (same run, same machine).
 
-Run: ``python benchmarks/restoration.py --quick`` (8 images, 20 steps, a few minutes) or
-``python benchmarks/restoration.py --tune`` then ``python benchmarks/restoration.py`` (256 images).
+Run: ``python benchmarks/restoration.py --quick`` (8 images, a few minutes) or
+``python benchmarks/restoration.py --tune`` (256 images; about 2.5 hours on 2 CPU cores as two
+processes with ``--tasks`` split between them, which share the caches).
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, st
     if base in ("PC", "MALA", "Adaptive"):
         smax = _sigma_max(y, physics)
         if base == "PC":
-            sampler = PredictorCorrectorSampler(model, sigma_max=smax, n_levels=steps // 2, n_corrector=1)
+            sampler = PredictorCorrectorSampler(model, sigma_max=smax, n_levels=steps // 2, n_corrector=1, predictor="euler")
         elif base == "MALA":
             sampler = MALASampler(model, sigma_max=smax, n_levels=steps // 2, n_corrector=1, predictor="covariance")
         else:
@@ -344,7 +347,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="8 images, 20 steps, 2 draws (a few minutes)")
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--draws", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=16, help="images per batch (one random mask / motion kernel each)")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--methods", default=",".join(METHODS))
