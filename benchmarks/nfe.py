@@ -91,6 +91,8 @@ def main(argv=None):
                     label=method)
         L.append("")
         ax.set(title=task, xlabel="network evaluations per draw", ylabel="PSNR of the mean (dB)", xscale="log")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
