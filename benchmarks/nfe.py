@@ -1,6 +1,7 @@
 r"""Quality against network evaluations: the restoration benchmark at several budgets.
 
-The methods of ``benchmarks/restoration.py`` (same tasks, test images, seeds, metrics and, for
+The methods of ``benchmarks/restoration.py`` and its two ablations (``PCcov-E``: ``MALA-E`` without
+the Metropolis step; ``AdaptiveCap-E``: the adaptive schedule with ``max_decrease=0.3``) (same tasks, test images, seeds, metrics and, for
 deepinv's methods, the hyper-parameters tuned there at 20 evaluations: ``raw/tuned.json``) run
 with about 20, 50 and 100 network evaluations per draw on the first ``--n`` test images. Writes
 ``benchmarks/results/nfe.md`` (PSNR of the mean of 2 draws, of one draw, classifier accuracy,
@@ -26,12 +27,13 @@ import torch  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from classifier import labels, load_classifier  # noqa: E402
-from restoration import DEFAULTS, METHODS, OUT, PLAIN, RAW, TASKS, UNSUPPORTED, _read, evaluate  # noqa: E402
+from restoration import ABLATIONS, DEFAULTS, METHODS, OUT, PLAIN, RAW, TASKS, UNSUPPORTED, _read, evaluate  # noqa: E402
 
 from deepinv_energy import EnergyUNet  # noqa: E402
 from deepinv_energy.data import load_images  # noqa: E402
 
-DEFAULT_METHODS = ("PC-E", "MALA-E", "Adaptive-E", "DiffPIR-E", "DDRM-E", "PiGDM-E", "DDRM-P", "PiGDM-P")
+DEFAULT_METHODS = ("PC-E", "MALA-E", "PCcov-E", "Adaptive-E", "AdaptiveCap-E", "DiffPIR-E", "DDRM-E", "PiGDM-E", "DDRM-P",
+                   "PiGDM-P")
 
 
 def main(argv=None):
@@ -48,9 +50,9 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     tasks, methods = args.tasks.split(","), args.methods.split(",")
     budgets = [int(s) for s in args.steps.split(",")]
-    bad = [m for m in methods if m not in METHODS] + [t for t in tasks if t not in TASKS]
+    bad = [m for m in methods if m not in METHODS + ABLATIONS] + [t for t in tasks if t not in TASKS]
     if bad:
-        raise SystemExit(f"unknown tasks/methods {bad}; tasks {TASKS}, methods {METHODS}")
+        raise SystemExit(f"unknown tasks/methods {bad}; tasks {TASKS}, methods {METHODS + ABLATIONS}")
     nets = {"energy": EnergyUNet.from_pretrained("fashion-mnist-28"),
             "plain": EnergyUNet.from_pretrained(str(PLAIN)) if any(m.endswith("-P") for m in methods) else None}
     classifier, tuned = load_classifier(), _read(RAW / "tuned.json")
@@ -76,7 +78,9 @@ def main(argv=None):
          "draw; deepinv's methods keep the hyper-parameters tuned at 20 NFE (`raw/tuned.json`). Each cell: PSNR of "
          "the mean (dB) / PSNR of one draw (dB) / classifier accuracy on the mean; last column: seconds per image "
          "(all draws) at the largest budget. The figure uses the NFE actually spent (the adaptive schedule chooses "
-         "its own).", ""]
+         "its own). Ablations: `PCcov-E` is `MALA-E` without the Metropolis step (covariance predictor, one "
+         "unadjusted Langevin step per level), `AdaptiveCap-E` is `Adaptive-E` with its step capped "
+         "(`max_decrease=0.3`, so at least about 46 evaluations).", ""]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         L += [f"## {task}", "", "| method | " + " | ".join(f"~{s} NFE" for s in budgets) + " | s/img at ~"

@@ -78,6 +78,9 @@ TASKS = ("box", "random70", "gblur-0.01", "gblur-0.05", "motion", "denoise", "sr
 OURS = ("PC-E", "MALA-E", "Adaptive-E")
 DEEPINV = ("DPS", "DiffPIR", "DDRM", "PiGDM", "ULA")
 METHODS = OURS + tuple(f"{m}-{n}" for n in ("E", "P") for m in DEEPINV)
+#: ablations of ours (run by ``benchmarks/nfe.py``): MALA without the Metropolis step, and the
+#: adaptive schedule with its step capped at 0.3 (see :class:`~deepinv_energy.AdaptiveSampler`)
+ABLATIONS = ("PCcov-E", "AdaptiveCap-E")
 #: hyper-parameter grids of deepinv's methods (tuned per task on training images)
 TUNE = {
     "DPS": ("weight", (0.3, 1.0, 3.0)),
@@ -130,14 +133,16 @@ def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, st
     base, kind = method.rsplit("-", 1)
     model = nets["energy"]
     den = EnergyDenoiser(model) if kind == "E" else UNetDenoiser(nets["plain"])
-    if base in ("PC", "MALA", "Adaptive"):
+    if base in ("PC", "MALA", "Adaptive", "PCcov", "AdaptiveCap"):
         smax = _sigma_max(y, physics)
-        if base == "PC":
-            sampler = PredictorCorrectorSampler(model, sigma_max=smax, n_levels=steps // 2, n_corrector=1, predictor="euler")
+        if base in ("PC", "PCcov"):
+            sampler = PredictorCorrectorSampler(model, sigma_max=smax, n_levels=steps // 2, n_corrector=1,
+                                                predictor="euler" if base == "PC" else "covariance")
         elif base == "MALA":
             sampler = MALASampler(model, sigma_max=smax, n_levels=steps // 2, n_corrector=1, predictor="covariance")
         else:
-            sampler = AdaptiveSampler(model, sigma_max=smax, tolerance=_adaptive_tolerance(steps))
+            sampler = AdaptiveSampler(model, sigma_max=smax, tolerance=_adaptive_tolerance(steps),
+                                      max_decrease=0.3 if base == "AdaptiveCap" else 2.0)
         out = sampler.draw(y, physics, n=draws, seed=seed)
         return out.x, float(out.diagnostics.nfe_per_chain.double().mean())
     xs = []
