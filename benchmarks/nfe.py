@@ -1,9 +1,10 @@
 r"""Quality against network evaluations: the restoration benchmark at several budgets.
 
-The methods of ``benchmarks/restoration.py`` and its two ablations (``PCcov-E``: ``MALA-E`` without
-the Metropolis step; ``AdaptiveCap-E``: the adaptive schedule with ``max_decrease=0.3``) (same tasks, test images, seeds, metrics and, for
-deepinv's methods, the hyper-parameters tuned there at 20 evaluations: ``raw/tuned.json``) run
-with about 20, 50 and 100 network evaluations per draw on the first ``--n`` test images. Writes
+The methods of ``benchmarks/restoration.py`` (same tasks, test images, seeds, metrics and, for
+deepinv's methods, the hyper-parameters tuned there at 20 evaluations: ``raw/tuned.json``) and two
+ablations of ours (``PCcov-E``: ``MALA-E`` without the Metropolis step; ``AdaptiveCap-E``: the
+adaptive schedule with ``max_decrease=0.3``) run with about 20, 50 and 100 network evaluations
+per draw on the first ``--n`` test images. Writes
 ``benchmarks/results/nfe.md`` (PSNR of the mean of 2 draws, of one draw, classifier accuracy,
 time per image) and ``nfe.png`` (PSNR of the mean against NFE, one panel per task). Each
 (task, method, budget) is cached in ``raw/nfe_*.json``, so an interrupted run resumes.
