@@ -603,8 +603,10 @@ class AdaptiveSampler(_EnergySampler):
     puts :math:`s_i` outside :math:`(0, 1)` (a negative variance, or one above the prior's), the
     clipped :math:`s_i` makes the step jump to :math:`\delta_{\max}` whatever the tolerance, and
     lowering the tolerance stops improving the draws. On box inpainting with the bundled model this
-    happens for 20 to 38 % of the coefficients at each step; with learned models, cap the step
-    (e.g. ``max_decrease=0.3``).
+    happens for 20 to 38 % of the coefficients at each step. Capping the step
+    (``max_decrease=0.3``) gains 3.4 to 3.8 dB there, but the draws still stop improving with the
+    budget, below the fixed schedules (``benchmarks/results/nfe.md``): with learned models, prefer
+    :class:`PredictorCorrectorSampler` with ``predictor="covariance"``.
 
     Corrector steps (``n_corrector > 0``) are available but off by default: with a state-dependent
     path, the conditional law of :math:`y` given the chosen :math:`\Lambda` is not the level target
