@@ -602,10 +602,10 @@ class AdaptiveSampler(_EnergySampler):
     The error rule trusts the model's posterior variance :math:`1 - s_i`. Where a learned energy
     puts :math:`s_i` outside :math:`(0, 1)` (a negative variance, or one above the prior's), the
     clipped :math:`s_i` makes the step jump to :math:`\delta_{\max}` whatever the tolerance, and
-    lowering the tolerance stops improving the draws. On box inpainting with the bundled model this
-    happens for 20 to 38 % of the coefficients at each step. Capping the step
-    (``max_decrease=0.3``) gains 3.4 to 3.8 dB there, but the draws still stop improving with the
-    budget, below the fixed schedules (``benchmarks/results/nfe.md``): with learned models, prefer
+    lowering the tolerance stops improving the draws. With the bundled model this happens for part
+    of the coefficients at every step. Capping the step (``max_decrease=0.3``) gains 3.4 to 3.8 dB
+    on inpainting and deblurring, but the draws still stop improving with the budget, below the
+    fixed schedules (``benchmarks/results/nfe.md``): with learned models, prefer
     :class:`PredictorCorrectorSampler` with ``predictor="covariance"``.
 
     Corrector steps (``n_corrector > 0``) are available but off by default: with a state-dependent
