@@ -307,9 +307,10 @@ def report(results: dict, tasks, methods, args, suffix: str) -> str:
             if r is None:
                 continue
             ratio = f"{r['time'] / ref:.2f}" if ref else "n/a"
+            par = "-" if r["param"] is None else f"{r['param']:.3g}"
             p = f"**{r['psnr']:.2f}**" if best is not None and r["psnr"] == best else f"{r['psnr']:.2f}"
             L.append(f"| {m} | {p} | {r['ssim']:.3f} | {r['psnr1']:.2f} | {r['ssim1']:.3f} | {r['correct']:.2f} | "
-                     f"{r['nfe']:.0f} | {r['time']:.2f} | {ratio} | {r['param'] if r['param'] is not None else '-'} |")
+                     f"{r['nfe']:.0f} | {r['time']:.2f} | {ratio} | {par} |")
         L += ["", f"![{task}](restoration_{task}{suffix}.png)", ""]
     return "\n".join(L)
 
