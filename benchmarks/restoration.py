@@ -30,7 +30,8 @@ Every method gets about the same number of network evaluations per draw (``--ste
 default; ``benchmarks/nfe.py`` runs a subset at 20, 50 and 100); each
 deepinv method's main hyper-parameter is tuned per task on 8 TRAINING images (``--tune``, grid in
 :data:`TUNE`, extended when the best value is at its end; best PSNR of the mean; stored in
-``raw/tuned.json``); ours run with their defaults.
+``raw/tuned.json``, every score in ``raw/tune_scores.json``, both committed: delete them to tune
+from scratch); ours run with their defaults.
 
 Metrics: PSNR and SSIM (:mod:`deepinv.metric`) of the mean of ``--draws`` draws and of the first
 draw, accuracy of a small classifier (``benchmarks/classifier.py``, trained on the training split)
