@@ -229,9 +229,9 @@ def tune(nets, tasks, methods, steps, draws, batch, classifier, widen: int = 4):
     """Tune the parameter of :data:`TUNE` of each deepinv method per task on 8 training images
     (best PSNR of the mean). When the best value is the end of the values tried, the grid is
     extended geometrically while it gains more than 0.01 dB (at most ``widen`` times, within
-    :data:`BOUNDS`). Results are stored in
-    ``raw/tuned.json`` (values) and ``raw/tune_scores.json`` (every score), merged with what
-    parallel processes write, so a second call only extends what is missing."""
+    :data:`BOUNDS`). Results go to ``raw/tuned.json`` (values) and ``raw/tune_scores.json`` (every
+    score), merged with what parallel processes write, so a second call only extends what is
+    missing."""
     tpath, spath = RAW / "tuned.json", RAW / "tune_scores.json"
     x = load_images("fashion-mnist", "train", limit=8)
     lab = labels("train")[:8]
