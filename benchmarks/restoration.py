@@ -82,6 +82,14 @@ METHODS = OURS + tuple(f"{m}-{n}" for n in ("E", "P") for m in DEEPINV)
 #: ablations of ours (run by ``benchmarks/nfe.py``): MALA without the Metropolis step, and the
 #: adaptive schedule with its step capped at 0.3 (see :class:`~deepinv_energy.AdaptiveSampler`)
 ABLATIONS = ("PCcov-E", "AdaptiveCap-E")
+#: our samplers and ablations: class and settings (levels or tolerance come from the budget)
+OUR_SAMPLERS = {
+    "PC": (PredictorCorrectorSampler, {"n_corrector": 1, "predictor": "euler"}),
+    "PCcov": (PredictorCorrectorSampler, {"n_corrector": 1, "predictor": "covariance"}),
+    "MALA": (MALASampler, {"n_corrector": 1, "predictor": "covariance"}),
+    "Adaptive": (AdaptiveSampler, {"max_decrease": 2.0}),
+    "AdaptiveCap": (AdaptiveSampler, {"max_decrease": 0.3}),
+}
 #: hyper-parameter grids of deepinv's methods (tuned per task on training images)
 TUNE = {
     "DPS": ("weight", (0.3, 1.0, 3.0)),
@@ -134,16 +142,10 @@ def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, st
     base, kind = method.rsplit("-", 1)
     model = nets["energy"]
     den = EnergyDenoiser(model) if kind == "E" else UNetDenoiser(nets["plain"])
-    if base in ("PC", "MALA", "Adaptive", "PCcov", "AdaptiveCap"):
-        smax = _sigma_max(y, physics)
-        if base in ("PC", "PCcov"):
-            sampler = PredictorCorrectorSampler(model, sigma_max=smax, n_levels=steps // 2, n_corrector=1,
-                                                predictor="euler" if base == "PC" else "covariance")
-        elif base == "MALA":
-            sampler = MALASampler(model, sigma_max=smax, n_levels=steps // 2, n_corrector=1, predictor="covariance")
-        else:
-            sampler = AdaptiveSampler(model, sigma_max=smax, tolerance=_adaptive_tolerance(steps),
-                                      max_decrease=0.3 if base == "AdaptiveCap" else 2.0)
+    if base in OUR_SAMPLERS:
+        cls, settings = OUR_SAMPLERS[base]
+        budget = {"tolerance": _adaptive_tolerance(steps)} if cls is AdaptiveSampler else {"n_levels": steps // 2}
+        sampler = cls(model, sigma_max=_sigma_max(y, physics), **budget, **settings)
         out = sampler.draw(y, physics, n=draws, seed=seed)
         return out.x, float(out.diagnostics.nfe_per_chain.double().mean())
     xs = []
@@ -223,6 +225,31 @@ def evaluate(method, nets, x, task, draws, steps, param, seed, batch, classifier
     if method.startswith("ULA"):
         out["psnr1"] = out["ssim1"] = float("nan")
     return out, torch.cat(means)
+
+
+def load_nets(methods, plain=PLAIN) -> dict:
+    """The bundled energy and, if a ``-P`` method is asked for, the plain denoiser."""
+    return {"energy": EnergyUNet.from_pretrained("fashion-mnist-28"),
+            "plain": EnergyUNet.from_pretrained(str(plain)) if any(m.endswith("-P") for m in methods) else None}
+
+
+def method_param(tuned: dict, task: str, method: str):
+    """The tuned parameter of a deepinv method (its default if untuned; None for ours)."""
+    return tuned.get(f"{task}/{method}", DEFAULTS.get(method.rsplit("-", 1)[0]))
+
+
+def cached_evaluate(cache: pathlib.Path, method, nets, x, task, draws, steps, param, batch, classifier, lab) -> dict:
+    """:func:`evaluate` (seed 0), or the result stored at ``cache`` if it was computed with the same
+    parameter, number of images and budget; keeps the first 4 means for the figures."""
+    r = _read(cache)
+    if (r.get("param"), r.get("n"), r.get("steps")) != (param, x.shape[0], steps):
+        r, means = evaluate(method, nets, x, task, draws, steps, param, 0, batch, classifier, lab)
+        r["shown"] = means[:4].tolist()
+        RAW.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(r))
+        print(f"{task:10s} {method:13s} {steps:4d} steps: PSNR {r['psnr']:.2f} / {r['psnr1']:.2f}  "
+              f"acc {r['correct']:.2f}  NFE {r['nfe']:.0f}  {r['time']:.2f} s/img", flush=True)
+    return r
 
 
 def tune(nets, tasks, methods, steps, draws, batch, classifier, widen: int = 4):
@@ -375,33 +402,22 @@ def main(argv=None):
     bad = [m for m in methods if m not in METHODS] + [t for t in tasks if t not in TASKS]
     if bad:
         raise SystemExit(f"unknown tasks/methods {bad}; tasks {TASKS}, methods {METHODS}")
-    plain = EnergyUNet.from_pretrained(args.plain) if any(m.endswith("-P") for m in methods) else None
-    nets = {"energy": EnergyUNet.from_pretrained("fashion-mnist-28"), "plain": plain}
+    nets = load_nets(methods, args.plain)
     classifier = load_classifier()
     suffix = "_quick" if args.quick else ""
     tuned = tune(nets, tasks, methods, args.steps, args.draws, args.batch, classifier) if args.tune else _read(RAW / "tuned.json")
     x = load_images("fashion-mnist", "test", limit=args.n)
     lab = labels("test")[: args.n]
     results = {}
-    RAW.mkdir(parents=True, exist_ok=True)
     for task in tasks:
         shown = {}
         for method in methods:
             if (task, method) in UNSUPPORTED:
                 continue
-            base = method.rsplit("-", 1)[0]
-            param = tuned.get(f"{task}/{method}", DEFAULTS.get(base))
-            cache = RAW / f"{task}_{method}{suffix}.json"
-            cached = json.loads(cache.read_text()) if cache.exists() else None
-            if cached is None or cached.get("param") != param or cached.get("n") != args.n or cached.get("steps") != args.steps:
-                r, means = evaluate(method, nets, x, task, args.draws, args.steps, param, 0, args.batch, classifier, lab)
-                r["shown"] = means[:4].tolist()  # for the figure
-                cache.write_text(json.dumps(r))
-                print(f"{task:10s} {method:11s} PSNR {r['psnr']:.2f} / {r['psnr1']:.2f}  acc {r['correct']:.2f}  "
-                      f"NFE {r['nfe']:.0f}  {r['time']:.2f} s/img", flush=True)
-                cached = r
-            results[(task, method)] = cached
-            shown[method] = torch.tensor(cached["shown"])
+            r = cached_evaluate(RAW / f"{task}_{method}{suffix}.json", method, nets, x, task, args.draws, args.steps,
+                                method_param(tuned, task, method), args.batch, classifier, lab)
+            results[(task, method)] = r
+            shown[method] = torch.tensor(r["shown"])
         physics, y, _ = make_task(task, x[:4], 0)
         shown_y = physics.A_adjoint(y) if task == "sr2" else y
         dinv.utils.plot([x[:4], shown_y] + list(shown.values()), titles=["truth", "measurement"] + list(shown),
