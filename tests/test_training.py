@@ -96,9 +96,16 @@ def test_blur_family_levels():
 class _FullGaussian(EnergyModel):
     """-log N(y; m, S + Sigma) with dense float64 algebra (the exact energy of Gaussian data)."""
 
-    def __init__(self, m, S):
+    def __init__(self, m, S, S_weight=None):
         super().__init__()
         self.m, self.S = m, S
+        self.S_weight = S if S_weight is None else S_weight
+
+    def data_log_var(self, basis):
+        """Log of the data variances in ``basis`` (what ``weighting="edm"`` reads), from ``S_weight``:
+        the weight must not move with the parameters being compared."""
+        V = Covariance(basis, torch.zeros(1, 1, 2, 2, dtype=self.S.dtype)).basis_matrix()
+        return torch.log(torch.diagonal(V.T @ self.S_weight @ V)).reshape(1, 2, 2)
 
     def energy(self, y, cov):
         B = y.shape[0]
@@ -117,9 +124,10 @@ def _gaussian_data(d=4, seed=0):
     return m, S
 
 
-@pytest.mark.parametrize("basis", ["pixel", "hartley"])
-def test_loss_is_stationary_at_the_exact_energy(basis):
-    """d E[L_den] / dt = d E[L_cov] / dt = 0 at the true energy (t perturbs its parameters)."""
+@pytest.mark.parametrize("basis,weighting", [("pixel", "none"), ("hartley", "none"), ("pixel", "edm"), ("hartley", "edm")])
+def test_loss_is_stationary_at_the_exact_energy(basis, weighting):
+    """d E[L_den] / dt = d E[L_cov] / dt = 0 at the true energy (t perturbs its parameters), with
+    and without the EDM weighting (a weight that depends on Sigma only keeps the minimizer)."""
     m, S = _gaussian_data()
     n = 20000
     g = torch.Generator().manual_seed(3)
@@ -130,10 +138,10 @@ def test_loss_is_stationary_at_the_exact_energy(basis):
     D = torch.diag(2 * torch.rand(4, generator=g, dtype=torch.float64) - 1)
     P = 0.3 * L @ D @ L.T  # S + t P stays positive definite for |t| <= 1
     dm = 0.05 * torch.randn(4, generator=g, dtype=torch.float64)
-    for make in (lambda t: _FullGaussian(m, S + t * P), lambda t: _FullGaussian(m + t * dm, S)):
+    for make in (lambda t: _FullGaussian(m, S + t * P, S), lambda t: _FullGaussian(m + t * dm, S)):
         vals = {}
         for t in (-1.0, 0.0, 1.0):
-            out = covariance_score_matching_loss(make(t), x, cov, torch.Generator().manual_seed(7))
+            out = covariance_score_matching_loss(make(t), x, cov, torch.Generator().manual_seed(7), weighting=weighting)
             vals[t] = (out["den"].item(), out["cov"].item())
         for k in range(2):
             slope = (vals[1.0][k] - vals[-1.0][k]) / 2
@@ -177,6 +185,34 @@ def test_loss_minimizer_is_the_exact_energy(term, tol):
     L = torch.tril(model.L.detach())
     assert (L @ L.T - S).norm() / S.norm() < tol
     assert (model.m.detach() - m).abs().max() < 0.02
+
+
+@pytest.mark.parametrize("basis", ["pixel", "hartley"])
+def test_edm_weighting_closed_form(basis):
+    """At F = 0 a fresh EnergyUNet is the diagonal Gaussian with the data variances v (its Tweedie
+    denoiser is the Wiener filter), so for x at the data mean the whitened residual of coefficient
+    i is -v_i/(v_i+lam_i) z_i: E[L_den] = mean_i v_i^2/(v_i+lam_i)^2 unweighted and
+    mean_i v_i/(v_i+lam_i) with the EDM weight 1 + lam_i/v_i (Monte Carlo, 20000 draws, 1 %)."""
+    from deepinv_energy.models.unet import EnergyUNet
+    from deepinv_energy.training.loss import denoising_weight
+
+    model = EnergyUNet(channels=1, height=4, width_px=4, width=4, mult=(1, 2))
+    g = torch.Generator().manual_seed(0)
+    model.set_data_statistics(torch.rand(512, 1, 4, 4, generator=g) ** 2)
+    model.double()
+    n = 20000
+    x = model.mean.expand(n, 1, 4, 4).contiguous()
+    lv = math.log(10.0) * (4 * torch.rand(1, 1, 4, 4, generator=g, dtype=torch.float64) - 3)  # 1e-3 .. 10
+    cov = Covariance(basis, lv.expand(n, 1, 4, 4).contiguous())
+    v, lam = torch.exp(model.data_log_var(basis)), torch.exp(lv[0])
+    for weighting, expected in (("none", (v**2 / (v + lam) ** 2).mean()), ("edm", (v / (v + lam)).mean())):
+        out = covariance_score_matching_loss(model, x, cov, torch.Generator().manual_seed(1), weighting=weighting)
+        assert abs(out["den"].item() / expected.item() - 1) < 0.01, (weighting, out["den"].item(), expected.item())
+    torch.testing.assert_close(denoising_weight(model, cov, "edm")[0], 1 + lam / v)
+    with pytest.raises(ValueError, match="weighting"):
+        denoising_weight(model, cov, "snr")
+    with pytest.raises(TypeError, match="data variances"):
+        denoising_weight(EnergyModel(), cov, "edm")
 
 
 def test_loss_values_and_targets():
@@ -263,6 +299,30 @@ def test_resume_is_bit_for_bit(tmp_path):
     assert again.try_resume() and again.step == 4
     with pytest.raises(ValueError, match="width"):
         Trainer(_tiny_cfg(tmp_path / "part", width=8)).try_resume()
+
+
+def test_warm_start_and_loss_weight_resume(tmp_path):
+    """init_from copies the model and EMA weights (not the step or optimizer), refuses another
+    architecture, is not re-applied on resume (which stays bit for bit), and resuming with another
+    loss_weight is refused."""
+    src = train(_tiny_cfg(tmp_path / "src", steps=3), progress=False)
+    ck = str(tmp_path / "src" / "checkpoint.pt")
+    warm = Trainer(_tiny_cfg(tmp_path / "warm", loss_weight="edm", init_from=ck))
+    warm.start(resume=True)  # no checkpoint of its own yet: warm start
+    assert warm.step == 0
+    _states_equal(warm.model.state_dict(), src.model.state_dict())
+    _states_equal(warm.ema.state_dict(), src.ema.state_dict())
+    with pytest.raises(ValueError, match="width"):
+        Trainer(_tiny_cfg(tmp_path / "bad", width=8, init_from=ck)).start()
+    full = train(_tiny_cfg(tmp_path / "full", loss_weight="edm", init_from=ck), progress=False)
+    train(_tiny_cfg(tmp_path / "part", loss_weight="edm", init_from=ck), max_steps=3, progress=False)
+    resumed = train(_tiny_cfg(tmp_path / "part", loss_weight="edm", init_from=ck), resume=True, progress=False)
+    _states_equal(full.model.state_dict(), resumed.model.state_dict())
+    assert not torch.equal(full.model.state_dict()["emb.0.weight"], src.model.state_dict()["emb.0.weight"])
+    with pytest.raises(ValueError, match="loss_weight"):
+        Trainer(_tiny_cfg(tmp_path / "part", init_from=ck)).start(resume=True)
+    with pytest.raises(ValueError, match="loss_weight"):
+        Trainer(_tiny_cfg(tmp_path / "x", loss_weight="snr"))
 
 
 def test_sigterm_saves_a_checkpoint(tmp_path):

@@ -9,7 +9,7 @@ from .distribution import (
     CovarianceDistribution,
     blur_spectrum,
 )
-from .loss import covariance_score_matching_loss, normalization_constant
+from .loss import covariance_score_matching_loss, denoising_weight, normalization_constant
 from .trainer import (
     TrainConfig,
     Trainer,
@@ -31,6 +31,7 @@ __all__ = [
     "CovarianceDistribution",
     "blur_spectrum",
     "covariance_score_matching_loss",
+    "denoising_weight",
     "normalization_constant",
     "TrainConfig",
     "Trainer",

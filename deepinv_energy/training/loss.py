@@ -12,6 +12,16 @@ and :math:`z \sim \mathcal{N}(0, I)`, :math:`y = x + V(\sqrt\lambda\, z)`; with
 
 Log-variances are per channel, so each coefficient has its own target (if one log-variance
 were shared by several channels its target would be the sum of theirs).
+
+Weighting. A per-coefficient weight that depends on :math:`\Sigma` only leaves the minimizer of
+:math:`L_\text{den}` unchanged but decides which coefficients are learned. Unweighted, the
+whitened residual :math:`\sqrt\lambda\, V^\top g - z = V^\top(x - D)/\sqrt\lambda` charges a
+denoising error at :math:`\lambda = 100` a hundredth of one at :math:`\lambda = 1`, so unobserved
+pixels and blurred-away frequencies teach almost nothing. ``weighting="edm"`` multiplies the
+squared residual of coefficient :math:`i` by :math:`1 + \lambda_i / v_i` (:math:`v_i` the model's
+data variance of the coefficient), i.e. the squared denoising error by EDM's
+:math:`(v_i + \lambda_i)/(v_i \lambda_i)`, so every coefficient's loss is of order one.
+:math:`L_\text{cov}` stays unweighted (its target noise does not shrink with :math:`\lambda`).
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import torch
 
 from ..covariance import Covariance
 
-__all__ = ["covariance_score_matching_loss", "direct_denoising_loss", "normalization_constant"]
+__all__ = ["covariance_score_matching_loss", "denoising_weight", "direct_denoising_loss", "normalization_constant"]
 
 
 def covariance_score_matching_loss(
@@ -32,6 +42,7 @@ def covariance_score_matching_loss(
     generator: torch.Generator | None = None,
     w_cov: float = 1.0,
     reduction: str = "mean",
+    weighting: str = "none",
 ):
     r"""Loss :math:`L = L_\text{den} + w L_\text{cov}` on a batch.
 
@@ -42,13 +53,17 @@ def covariance_score_matching_loss(
     :param torch.Generator generator: randomness of the noise ``z``.
     :param float w_cov: weight :math:`w` of the covariance term.
     :param str reduction: ``"mean"`` (scalars) or ``"none"`` (per-sample (B,) tensors).
+    :param str weighting: ``"none"`` (the paper's loss) or ``"edm"`` (the squared whitened
+        residual of coefficient :math:`i` times :math:`1 + \lambda_i / v_i`, with :math:`v_i` from
+        ``model.data_log_var(basis)``; see the module docstring).
     :return: dict with ``loss``, ``den``, ``cov`` (and ``energy``, the detached energies (B,)).
     """
     dens, covls, energies = [], [], []
     for xb, cov, z, lam_sqrt, y in _noisy_batches(x, covs, generator):
         u, g, h = model.energy_and_grads(y, cov, create_graph=True)
         d = z[0].numel()
-        dens.append(((lam_sqrt * cov.to_basis(g) - z) ** 2).flatten(1).sum(1) / d)
+        wt = denoising_weight(model, cov, weighting)
+        dens.append((wt * (lam_sqrt * cov.to_basis(g) - z) ** 2).flatten(1).sum(1) / d)
         covls.append(((h - 0.5 * (1 - z**2)) ** 2).flatten(1).sum(1) / d)
         energies.append(u.detach())
     den = torch.cat(dens)
@@ -61,7 +76,22 @@ def covariance_score_matching_loss(
     return {"loss": loss, "den": den, "cov": cvl, "energy": torch.cat(energies)}
 
 
-def direct_denoising_loss(model, x: torch.Tensor, covs, generator: torch.Generator | None = None, reduction: str = "mean"):
+def denoising_weight(model, cov: Covariance, weighting: str = "none"):
+    r"""Per-coefficient weight of the squared whitened denoising residual: ``1.0`` for
+    ``"none"``, :math:`1 + \lambda_i / v_i` for ``"edm"`` (:math:`v` from
+    ``model.data_log_var(cov.basis)``, shape (C, H, W))."""
+    if weighting == "none":
+        return 1.0
+    if weighting != "edm":
+        raise ValueError(f"weighting must be 'none' or 'edm', got {weighting!r}.")
+    if not hasattr(model, "data_log_var"):
+        raise TypeError(f"weighting='edm' needs the model's data variances (data_log_var); {type(model).__name__} has none.")
+    log_v = model.data_log_var(cov.basis).to(cov.log_var.dtype)
+    return 1.0 + torch.exp(cov.log_var - log_v)
+
+
+def direct_denoising_loss(model, x: torch.Tensor, covs, generator: torch.Generator | None = None, reduction: str = "mean",
+                          weighting: str = "none"):
     r"""Plain denoising score matching of the network read as a denoiser (no energy, no double backprop):
 
     .. math::
@@ -71,12 +101,13 @@ def direct_denoising_loss(model, x: torch.Tensor, covs, generator: torch.Generat
 
     i.e. the same whitened denoising error as in :func:`covariance_score_matching_loss` (there
     :math:`\sqrt\lambda\, V^\top g - z = V^\top(x - D)/\sqrt\lambda` by Tweedie), so both
-    objectives are on the same scale. Same arguments and outputs (``cov`` is zero).
+    objectives are on the same scale, with the same ``weighting``. Same arguments and outputs
+    (``cov`` is zero).
     """
     dens = []
     for xb, cov, z, lam_sqrt, y in _noisy_batches(x, covs, generator):
         r = cov.to_basis(model.direct_denoise(y, cov) - xb) / lam_sqrt
-        dens.append((r**2).flatten(1).sum(1) / z[0].numel())
+        dens.append((denoising_weight(model, cov, weighting) * r**2).flatten(1).sum(1) / z[0].numel())
     den = torch.cat(dens)
     if reduction == "mean":
         den = den.mean()

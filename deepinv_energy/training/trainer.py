@@ -66,6 +66,10 @@ class TrainConfig:
     :param float grad_clip: max global gradient norm (0 disables).
     :param float ema_decay: EMA decay (warmed up as ``min(decay, (1+t)/(10+t))``).
     :param float w_cov: weight of the covariance-score term.
+    :param str loss_weight: per-coefficient weighting of the denoising term, ``"none"`` (the
+        paper's) or ``"edm"`` (see :func:`~deepinv_energy.training.loss.denoising_weight`).
+    :param str init_from: warm start: a training checkpoint whose model and EMA weights
+        initialize this run (same architecture; optimizer, step and schedule start afresh).
     :param str objective: ``"energy"`` (the two losses of the method) or ``"denoiser"``: the same
         network trained as a plain isotropic denoiser (pixel basis, isotropic noise only, loss
         :func:`~deepinv_energy.training.loss.direct_denoising_loss`; the baseline of the
@@ -91,6 +95,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     w_cov: float = 1.0
+    loss_weight: str = "none"
+    init_from: str = ""
     objective: str = "energy"
     width: int = 24
     depth: int = 2
@@ -179,6 +185,8 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         if cfg.objective not in ("energy", "denoiser"):
             raise ValueError(f"objective must be 'energy' or 'denoiser', got {cfg.objective!r}.")
+        if cfg.loss_weight not in ("none", "edm"):
+            raise ValueError(f"loss_weight must be 'none' or 'edm', got {cfg.loss_weight!r}.")
         plain = cfg.objective == "denoiser"
         self.dist = CovarianceDistribution(
             families=("isotropic",) if plain else cfg.families, p_pixel=1.0 if plain else cfg.p_pixel,
@@ -187,6 +195,17 @@ class Trainer:
         self.step = 0
         self._stop = False
         os.makedirs(cfg.out, exist_ok=True)
+
+    def warm_start(self, path: str) -> None:
+        """Initialize the model and EMA weights from the training checkpoint ``path`` (the data
+        statistics and normalization buffers included); optimizer and step stay fresh."""
+        ck = load_checkpoint(path, map_location=self.device)
+        old = ck["config"]
+        for key in ("width", "depth", "num_res", "attention", "form", "lam_min", "lam_max"):
+            if key in old and old[key] != getattr(self.cfg, key):
+                raise ValueError(f"cannot warm start from {path}: it has {key}={old[key]!r}, this run {getattr(self.cfg, key)!r}.")
+        self.model.load_state_dict(ck["model"])
+        self.ema.load_state_dict(ck["ema"])
 
     # ------------------------------------------------------------------ data
     def batch_indices(self, step: int) -> torch.Tensor:
@@ -237,6 +256,14 @@ class Trainer:
         if "cuda" in ck["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(ck["rng"]["cuda"], self.device)
 
+    def start(self, resume: bool = False) -> None:
+        """Resume from ``out`` if asked and a checkpoint is there, else warm start from
+        ``cfg.init_from`` if set (else keep the fresh initialization)."""
+        if resume and self.try_resume():
+            return
+        if self.cfg.init_from:
+            self.warm_start(self.cfg.init_from)
+
     def try_resume(self) -> bool:
         """Resume from the latest readable checkpoint of ``out`` (falls back to the previous one)."""
         for name in (CKPT_NAME, PREV_NAME):
@@ -257,8 +284,9 @@ class Trainer:
 
     def _check_compatible(self, ck):
         old = {"objective": "energy", **ck["config"]}  # checkpoints before `objective` existed
+        old = {"loss_weight": "none", "init_from": "", **old}  # checkpoints before these existed
         for key in ("width", "depth", "num_res", "attention", "form", "lam_min", "lam_max", "batch_size", "seed", "data",
-                    "objective"):
+                    "objective", "loss_weight", "init_from"):
             if key in old and old[key] != getattr(self.cfg, key):
                 raise ValueError(
                     f"cannot resume: checkpoint has {key}={old.get(key)!r}, this run {getattr(self.cfg, key)!r}."
@@ -301,9 +329,10 @@ class Trainer:
         covs = self.dist.sample(x.shape[0], self.shape, generator=gen, device=self.device)
         self.model.train()
         if cfg.objective == "denoiser":
-            out = direct_denoising_loss(self.model, x, covs, generator=gen)
+            out = direct_denoising_loss(self.model, x, covs, generator=gen, weighting=cfg.loss_weight)
         else:
-            out = covariance_score_matching_loss(self.model, x, covs, generator=gen, w_cov=cfg.w_cov)
+            out = covariance_score_matching_loss(self.model, x, covs, generator=gen, w_cov=cfg.w_cov,
+                                                 weighting=cfg.loss_weight)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -422,8 +451,7 @@ def train(config: TrainConfig | None = None, resume: bool = False, images: torch
     if kwargs:
         cfg = TrainConfig(**{**asdict(cfg), **kwargs})
     tr = Trainer(cfg, images=images)
-    if resume:
-        tr.try_resume()
+    tr.start(resume)
     tr.fit(max_steps=max_steps, progress=progress)
     return tr
 
@@ -450,6 +478,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--no-attention", action="store_true")
     p.add_argument("--form", default=d.form, choices=["residual", "inner"], help="energy parameterization")
     p.add_argument("--w-cov", type=float, default=d.w_cov)
+    p.add_argument("--loss-weight", default=d.loss_weight, choices=["none", "edm"],
+                   help="weighting of the denoising term: 'none' (the paper's) or 'edm' (1 + lam/v per coefficient)")
+    p.add_argument("--init-from", default=d.init_from, help="warm start from the weights of this training checkpoint")
     p.add_argument("--objective", default=d.objective, choices=["energy", "denoiser"],
                    help="'energy' (the method) or 'denoiser' (plain isotropic denoiser of the same backbone)")
     p.add_argument("--families", default=",".join(d.families),
@@ -471,7 +502,8 @@ def config_from_args(args) -> TrainConfig:
     return TrainConfig(
         data=args.data, split=args.split, limit=args.limit, out=args.out, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, schedule=args.schedule,
-        grad_clip=args.grad_clip, ema_decay=args.ema_decay, w_cov=args.w_cov, objective=args.objective, width=args.width,
+        grad_clip=args.grad_clip, ema_decay=args.ema_decay, w_cov=args.w_cov, loss_weight=args.loss_weight,
+        init_from=args.init_from, objective=args.objective, width=args.width,
         depth=args.depth, num_res=args.num_res, attention=not args.no_attention, form=args.form,
         families=[f for f in args.families.split(",") if f], p_pixel=args.p_pixel,
         ckpt_every=args.ckpt_every, log_every=args.log_every, seed=args.seed, device=args.device,
@@ -492,8 +524,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Run a training from parsed :func:`build_parser` options (for CLI subcommands)."""
     cfg = config_from_args(args)
     tr = Trainer(cfg)
-    if args.resume:
-        tr.try_resume()
+    tr.start(args.resume)
     stop_at = getattr(args, "stop_at", 0)
     tr.fit(max_steps=max(0, stop_at - tr.step) if stop_at > 0 else None)
     if args.export and tr.step >= cfg.steps:
