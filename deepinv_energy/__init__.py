@@ -14,6 +14,7 @@ from .blind import (
 from .covariance import BASES, Covariance, hartley
 from .models import EnergyModel, EnergyUNet, GaussianEnergy, GaussianMixtureEnergy, MixturePosterior, UNetConfig, list_pretrained
 from .denoiser import EnergyDenoiser, UNetDenoiser
+from .mmse import EnergyMMSE, MMSEOutput
 from .prior import EnergyPrior
 from .sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler, geometric_schedule
 from .problems import (
@@ -39,6 +40,8 @@ __all__ = [
     "MixturePosterior",
     "EnergyDenoiser",
     "UNetDenoiser",
+    "EnergyMMSE",
+    "MMSEOutput",
     "EnergyPrior",
     "AdaptiveSampler",
     "MALASampler",

@@ -41,6 +41,7 @@ __all__ = [
     "DenoisingProblem",
     "UnsupportedPhysicsError",
     "to_denoising_problem",
+    "check_supported",
     "noise_std",
     "SUPPORTED_PHYSICS",
     "LAM_MIN",
@@ -161,6 +162,25 @@ def noise_std(physics, batch_size: int, dtype=torch.float32, device="cpu") -> to
     return sigma
 
 
+def check_supported(physics) -> None:
+    """Raise :class:`UnsupportedPhysicsError` unless ``physics`` is one of :data:`SUPPORTED_PHYSICS`.
+
+    Checked before the measurement, so that a measurement of an unsupported physics (e.g. the
+    (B, m) vector of ``CompressedSensing``) is reported as such and not as a mis-shaped image.
+    """
+    if isinstance(physics, (Denoising, Inpainting, BlurFFT)):
+        return
+    if isinstance(physics, Downsampling) and not isinstance(physics, Upsampling):
+        if physics.filter is not None:
+            raise UnsupportedPhysicsError(physics, "with a filter; only pure decimation, filter=None")
+        return
+    if isinstance(physics, Blur):
+        if getattr(physics, "padding", None) == "circular":
+            return
+        raise UnsupportedPhysicsError(physics, f"padding={physics.padding!r}; only padding='circular'")
+    raise UnsupportedPhysicsError(physics)
+
+
 def _per_image(v: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, 1, 1, 1)
 
@@ -194,7 +214,8 @@ def to_denoising_problem(
     :param float fill: value of unobserved pixels in :math:`\tilde x` (pixel basis).
     :return: (:class:`DenoisingProblem`)
     :raises UnsupportedPhysicsError: for physics outside the table.
-    :raises ValueError: for non-finite or mis-shaped ``y``, or a non-Gaussian noise model.
+    :raises ValueError: for non-finite or mis-shaped ``y``, or a non-Gaussian noise model
+        (unsupported physics are reported first, whatever ``y``).
 
     :Examples:
 
@@ -207,6 +228,7 @@ def to_denoising_problem(
     >>> problem.cov.basis, int(problem.n_unobserved[0])
     ('pixel', 16)
     """
+    check_supported(physics)
     check_image(y)
     if not (0 < lam_min < lam_max) or not math.isfinite(lam_max):
         raise ValueError(f"need 0 < lam_min < lam_max < inf, got lam_min={lam_min}, lam_max={lam_max}.")

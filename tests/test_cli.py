@@ -30,6 +30,7 @@ def test_demo_runs_and_writes_figure(tmp_path, capsys):
     assert out.stat().st_size > 1000
     for task in ["box inpainting", "random inpainting", "gaussian deblurring"]:
         assert task in text
+    assert "1-eval" in text  # the one-evaluation posterior mean (EnergyMMSE) column
 
 
 def test_user_errors_have_no_traceback():
@@ -72,6 +73,15 @@ def test_restore_sample_blind(tmp_path, blurred_png, capsys):
                  "--noise", "0.01:0.05:2", "--samples", "0", "--out-prefix", str(prefix)]) == 0
     printed = capsys.readouterr().out
     assert "length: MAP" in printed and "angle: MAP" in printed and "noise: MAP" in printed
+
+
+def test_restore_one_evaluation_mmse(tmp_path, blurred_png, capsys):
+    out = tmp_path / "m.png"
+    assert main(["restore", str(blurred_png), "--task", "gaussian-blur", "--method", "mmse", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000 and "restoration (mmse)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["restore", str(blurred_png), "--task", "denoise", "--method", "nope"])
+    assert info.value.code == 2
 
 
 def test_bad_paths_and_arguments(tmp_path, blurred_png):
