@@ -4,13 +4,17 @@ The normalization benchmark checks energies; this one checks what restoration an
 use: the one-evaluation posterior mean (anisotropic Tweedie at the measurement's covariance,
 :class:`~deepinv_energy.EnergyMMSE`), the posterior-variance identity and the energy, for
 models trained on the known 1x16x16 Gaussian mixture of ``benchmarks/normalization.py``, with
-two weightings of the denoising loss at equal steps (same seed, data order and noise):
+two weightings of the denoising loss and two input scalings at equal steps (same seed, data
+order and noise):
 
 - ``none``: the paper's loss, the squared whitened residual
   :math:`|\sqrt\lambda V^\top g - z|^2`, which charges an error at :math:`\lambda` by
   :math:`1/\lambda`;
 - ``edm``: the same times :math:`1 + \lambda_i / v_i` per coefficient (the squared error times
-  EDM's :math:`(v+\lambda)/(v\lambda)`; see :mod:`deepinv_energy.training.loss`).
+  EDM's :math:`(v+\lambda)/(v\lambda)`; see :mod:`deepinv_energy.training.loss`);
+- ``edm+wiener``: ``edm`` with the network input scaled by :math:`\sqrt v/(v+\lambda)` instead
+  of :math:`1/\sqrt{v+\lambda}` (``UNetConfig.input_scale``), which bounds how much the Tweedie
+  mean amplifies the network's sensitivity to unobserved coefficients.
 
 Tasks (deepinv physics on held-out draws of the mixture): a 6x6 box and a random 70 % mask
 (``Inpainting``, noise 0.02), a Gaussian blur of width 1 (``BlurFFT``, noise 0.02), written as
@@ -50,7 +54,8 @@ from deepinv_energy.data import load_images, mixture_energy  # noqa: E402
 from deepinv_energy.problems import to_denoising_problem  # noqa: E402
 
 LAM_MAXES = (1.0, 10.0, 100.0, 1000.0)
-WEIGHTINGS = ("none", "edm")
+#: the models compared: name -> (loss_weight, input_scale)
+VARIANTS = {"none": ("none", "whiten"), "edm": ("edm", "whiten"), "edm+wiener": ("edm", "wiener")}
 
 
 def tasks(shape, seed: int = 0) -> dict:
@@ -162,7 +167,7 @@ def write_report(results: dict, decades: dict, meta: dict, path: pathlib.Path):
         "",
         f"Data `{DATA}` (d = {meta['d']}), {meta['n']} held-out draws per task. Models: EnergyUNet width 16, "
         f"depth 2, {meta['steps']} steps of batch 64, w_cov = 1, identical except the weighting of the denoising "
-        f"term ({', '.join(w)}). {meta['train']}.",
+        f"term and the input scaling ({', '.join(w)}). {meta['train']}.",
         "",
         "## One-evaluation posterior mean (PSNR, dB) against the unobserved variance lam_max",
         "",
@@ -222,15 +227,15 @@ if __name__ == "__main__":
     exact = mixture_energy(*SPEC)
     x = load_images(DATA, "test", limit=args.n)
     results, decades, info = {}, {}, []
-    for lw in WEIGHTINGS:
-        cfg = config(1.0, args.steps, pathlib.Path(args.runs), loss_weight=lw)
+    for name, (lw, scale) in VARIANTS.items():
+        cfg = config(1.0, args.steps, pathlib.Path(args.runs), loss_weight=lw, input_scale=scale)
         tr, _ = train_model(cfg)
         model = tr.finalize().eval()
-        results[lw] = evaluate_model(model, exact, x)
-        decades[lw] = energy_by_decade(model, exact, x)
+        results[name] = evaluate_model(model, exact, x)
+        decades[name] = energy_by_decade(model, exact, x)
         with open(pathlib.Path(cfg.out) / "log.csv") as fh:
             last = fh.read().strip().splitlines()[-1].split(",")
-        info.append(f"{lw}: final L_den {float(last[2]):.3f}, L_cov {float(last[3]):.3f}")
+        info.append(f"{name}: final L_den {float(last[2]):.3f}, L_cov {float(last[3]):.3f}")
     meta = {"d": x[0].numel(), "n": x.shape[0], "steps": args.steps, "train": "; ".join(info)}
     OUT.mkdir(parents=True, exist_ok=True)
     write_report(results, decades, meta, OUT / "consistency.md")

@@ -235,3 +235,30 @@ def test_cuda():
     y = torch.rand(2, 1, 8, 8, device="cuda")
     u, g, h = m.energy_and_grads(y, Covariance.isotropic(0.1, y))
     assert u.device.type == "cuda" and g.device.type == "cuda" and h.device.type == "cuda"
+
+
+@pytest.mark.parametrize("input_scale,max_growth", [("whiten", None), ("wiener", 2.0)])
+def test_input_scale_bounds_the_tweedie_mean(input_scale, max_growth, tmp_path):
+    """The network's part of the Tweedie mean at an unobserved pixel, D_i - (mu_i + v_i/(v_i+lam) c_i):
+    with the default whitened input it contains sqrt(lam) times the network's sensitivity to that
+    pixel (grows x~30 from lam = 1e2 to 1e5); with the Wiener input it stays bounded. float64,
+    a perturbed (nonzero) network, the same y."""
+    m = _model(perturb=True, dtype=torch.float64, input_scale=input_scale).eval()
+    y = 0.5 + 0.1 * torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    part = {}
+    for lam in (1e2, 1e5):
+        lv = torch.full((1, 1, 8, 8), math.log(1e-2), dtype=torch.float64)
+        lv[..., 2:6, 2:6] = math.log(lam)
+        cov = Covariance("pixel", lv)
+        v = torch.exp(m.data_log_var("pixel"))
+        wiener = m.mean + v / (v + cov.variances) * (y - m.mean)
+        part[lam] = (m.denoise(y, cov) - wiener)[..., 2:6, 2:6].abs().mean().item()
+    growth = part[1e5] / part[1e2]
+    if max_growth is None:
+        assert growth > 10, part
+    else:
+        assert growth < max_growth, part
+    w, _ = m.save_pretrained(str(tmp_path), "m")
+    assert EnergyUNet.from_pretrained(w).config.input_scale == input_scale
+    with pytest.raises(ValueError, match="input_scale"):
+        _model(input_scale="whitened")

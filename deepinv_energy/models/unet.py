@@ -3,7 +3,8 @@ r"""Learned energy network: a small conditional UNet with the Gaussian limit bui
 With :math:`\mu` the data mean image, :math:`v` the data variance of every coefficient in the
 covariance's basis (both fixed buffers computed from training data),
 :math:`c = V^\top (y - \mu)`, :math:`\lambda` the noise variances and
-:math:`F = F_\theta\big(V(c / \sqrt{v + \lambda}), \log\lambda, \text{basis}\big)` a UNet
+:math:`F = F_\theta\big(V(c_\text{in} c), \log\lambda, \text{basis}\big)` a UNet
+(:math:`c_\text{in} = 1/\sqrt{v + \lambda}` by default, see ``UNetConfig.input_scale``)
 (image in, image out; :math:`\hat F = V^\top F`),
 
 .. math::
@@ -95,6 +96,13 @@ class UNetConfig:
         sample with :math:`L_\text{cov} = 233` in a batch whose median is 0.4).
     :param str form: ``"residual"`` (default) or ``"inner"``, the two parameterizations of the
         network term described in the module docstring.
+    :param str input_scale: how the noisy coefficients are scaled at the network's input:
+        ``"whiten"`` (default), :math:`c / \sqrt{v + \lambda}` (EDM's :math:`c_\text{in}`, unit
+        variance at every level), or ``"wiener"``, :math:`\sqrt{v}\, c / (v + \lambda)` (the same
+        for :math:`\lambda \ll v`, vanishing like :math:`\lambda^{-1/2}` for :math:`\lambda \gg v`).
+        With ``"whiten"`` the Tweedie mean :math:`y - \Sigma g` multiplies the network's sensitivity
+        to an unobserved coefficient by :math:`\lambda / \sqrt{v+\lambda} \approx \sqrt\lambda`;
+        with ``"wiener"`` by :math:`\sqrt v\,\lambda / (v + \lambda) \le \sqrt v`, bounded.
     :param float lam_amp: (``"inner"`` form only) variance below which the network term stops being amplified
         (:math:`a_i = \sqrt{v_i / ((\lambda_i + \lambda_\text{amp})(v_i + \lambda_i))}`): keeps
         :math:`h` and :math:`g` bounded at tiny variances (see the module docstring).
@@ -116,6 +124,7 @@ class UNetConfig:
     v_floor_rel: float = 0.1
     lam_amp: float = 1e-5
     form: str = "residual"
+    input_scale: str = "whiten"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -125,6 +134,8 @@ class UNetConfig:
         f = 2 ** (len(self.mult) - 1)
         if self.form not in ("residual", "inner"):
             raise ValueError(f"form must be 'residual' or 'inner', got {self.form!r}.")
+        if self.input_scale not in ("whiten", "wiener"):
+            raise ValueError(f"input_scale must be 'whiten' or 'wiener', got {self.input_scale!r}.")
         if self.height % f or self.width_px % f:
             raise ValueError(
                 f"image size ({self.height}, {self.width_px}) must be divisible by 2**depth = {f} "
@@ -358,7 +369,8 @@ class EnergyUNet(EnergyModel):
         u = (lv - self._lv_center) / self._lv_scale
         u = u.clamp(-1.5, 1.5)
         emb = self.emb(self._features(u, cov.basis))
-        x_in = cov.from_basis(c * torch.exp(-0.5 * log_s))
+        c_in = torch.exp(-0.5 * log_s) if self.config.input_scale == "whiten" else torch.exp(0.5 * log_v - log_s)
+        x_in = cov.from_basis(c * c_in)
         lv_map = u if cov.basis == "pixel" else torch.zeros_like(u)
         fb = cov.to_basis(self.net(torch.cat([x_in, lv_map], dim=1), emb))
         return c, log_v, lv, log_s, fb, emb

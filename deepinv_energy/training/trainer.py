@@ -76,6 +76,7 @@ class TrainConfig:
         benchmarks, used through :class:`~deepinv_energy.denoiser.UNetDenoiser`).
     :param int width: channels of the first UNet level.
     :param int depth: number of downsamplings (image sizes divisible by ``2**depth``).
+    :param str input_scale: network input scaling, see :class:`~deepinv_energy.models.unet.UNetConfig`.
     :param int ckpt_every: checkpoint period in steps.
     :param int seed: seed of initialization, data order and noise.
     :param str device: ``"cpu"`` or ``"cuda"`` (``"cuda"`` uses ``cuda:LOCAL_RANK``).
@@ -103,6 +104,7 @@ class TrainConfig:
     num_res: int = 1
     attention: bool = True
     form: str = "residual"
+    input_scale: str = "whiten"
     families: list = field(default_factory=lambda: list(DEFAULT_FAMILIES))
     p_pixel: float = 0.5
     lam_min: float = 1e-9
@@ -125,6 +127,7 @@ class TrainConfig:
             num_res=self.num_res,
             attention=self.attention,
             form=self.form,
+            input_scale=self.input_scale,
             lam_min=self.lam_min,
             lam_max=self.lam_max,
         )
@@ -201,7 +204,8 @@ class Trainer:
         statistics and normalization buffers included); optimizer and step stay fresh."""
         ck = load_checkpoint(path, map_location=self.device)
         old = ck["config"]
-        for key in ("width", "depth", "num_res", "attention", "form", "lam_min", "lam_max"):
+        old = {"input_scale": "whiten", **old}
+        for key in ("width", "depth", "num_res", "attention", "form", "input_scale", "lam_min", "lam_max"):
             if key in old and old[key] != getattr(self.cfg, key):
                 raise ValueError(f"cannot warm start from {path}: it has {key}={old[key]!r}, this run {getattr(self.cfg, key)!r}.")
         self.model.load_state_dict(ck["model"])
@@ -284,9 +288,9 @@ class Trainer:
 
     def _check_compatible(self, ck):
         old = {"objective": "energy", **ck["config"]}  # checkpoints before `objective` existed
-        old = {"loss_weight": "none", "init_from": "", **old}  # checkpoints before these existed
-        for key in ("width", "depth", "num_res", "attention", "form", "lam_min", "lam_max", "batch_size", "seed", "data",
-                    "objective", "loss_weight", "init_from"):
+        old = {"loss_weight": "none", "init_from": "", "input_scale": "whiten", **old}  # checkpoints before these existed
+        for key in ("width", "depth", "num_res", "attention", "form", "input_scale", "lam_min", "lam_max", "batch_size",
+                    "seed", "data", "objective", "loss_weight", "init_from"):
             if key in old and old[key] != getattr(self.cfg, key):
                 raise ValueError(
                     f"cannot resume: checkpoint has {key}={old.get(key)!r}, this run {getattr(self.cfg, key)!r}."
@@ -477,6 +481,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--num-res", type=int, default=d.num_res)
     p.add_argument("--no-attention", action="store_true")
     p.add_argument("--form", default=d.form, choices=["residual", "inner"], help="energy parameterization")
+    p.add_argument("--input-scale", default=d.input_scale, choices=["whiten", "wiener"],
+                   help="network input scaling: 'whiten' c/sqrt(v+lam) or 'wiener' sqrt(v) c/(v+lam)")
     p.add_argument("--w-cov", type=float, default=d.w_cov)
     p.add_argument("--loss-weight", default=d.loss_weight, choices=["none", "edm"],
                    help="weighting of the denoising term: 'none' (the paper's) or 'edm' (1 + lam/v per coefficient)")
@@ -505,6 +511,7 @@ def config_from_args(args) -> TrainConfig:
         grad_clip=args.grad_clip, ema_decay=args.ema_decay, w_cov=args.w_cov, loss_weight=args.loss_weight,
         init_from=args.init_from, objective=args.objective, width=args.width,
         depth=args.depth, num_res=args.num_res, attention=not args.no_attention, form=args.form,
+        input_scale=args.input_scale,
         families=[f for f in args.families.split(",") if f], p_pixel=args.p_pixel,
         ckpt_every=args.ckpt_every, log_every=args.log_every, seed=args.seed, device=args.device,
         threads=args.threads,
