@@ -325,6 +325,60 @@ def test_warm_start_and_loss_weight_resume(tmp_path):
         Trainer(_tiny_cfg(tmp_path / "x", loss_weight="snr"))
 
 
+def test_resume_never_overwrites_a_run(tmp_path):
+    """Unreadable checkpoints refuse a resume (nothing overwritten); a run directory holding a
+    checkpoint is refused without resume unless overwrite=True."""
+    run = tmp_path / "run"
+    train(_tiny_cfg(run), max_steps=4, progress=False)  # checkpoint.pt (step 4) and checkpoint_prev.pt (step 2)
+    with pytest.raises(FileExistsError, match="checkpoint.pt.*--resume.*--overwrite"):
+        train(_tiny_cfg(run), progress=False)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        Trainer(_tiny_cfg(run)).fit(progress=False)  # fit() without start() is guarded too
+    for name in ("checkpoint.pt", "checkpoint_prev.pt"):
+        (run / name).write_bytes(b"garbage")
+    log = (run / "log.csv").read_text()
+    with pytest.raises(ValueError, match="no readable checkpoint.*checkpoint.pt.*checkpoint_prev.pt"):
+        train(_tiny_cfg(run), resume=True, progress=False)
+    assert (run / "checkpoint.pt").read_bytes() == b"garbage" and (run / "log.csv").read_text() == log
+    fresh = train(_tiny_cfg(run, overwrite=True), max_steps=2, progress=False)
+    assert fresh.step == 2 and load_checkpoint(str(run / "checkpoint.pt"))["step"] == 2
+
+
+def test_resume_with_a_changed_schedule(tmp_path):
+    """A changed lr, w_cov, families or ema_decay is refused on resume unless allow_config_change,
+    which records the change in changes.log and config.json."""
+    import json
+
+    run = tmp_path / "run"
+    train(_tiny_cfg(run), max_steps=2, progress=False)
+    for change in [dict(lr=2e-3), dict(w_cov=0.5), dict(families=["box"]), dict(ema_decay=0.99), dict(steps=8)]:
+        key = next(iter(change))
+        with pytest.raises(ValueError, match=f"{key}: .*--allow-config-change"):
+            Trainer(_tiny_cfg(run, **change)).start(resume=True)
+    assert not (run / "changes.log").exists()
+    tr = train(_tiny_cfg(run, lr=2e-3, w_cov=0.5, allow_config_change=True), resume=True, progress=False)
+    assert tr.step == 6
+    log = (run / "changes.log").read_text()
+    assert "step 2: lr: 0.001 -> 0.002, w_cov: 1.0 -> 0.5" in log
+    assert json.loads((run / "config.json").read_text())["lr"] == 2e-3
+    assert load_checkpoint(str(run / "checkpoint.pt"))["config"]["w_cov"] == 0.5
+    again = Trainer(_tiny_cfg(run, lr=2e-3, w_cov=0.5))  # the new values are now the run's
+    assert again.try_resume() and again.step == 6
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("batch_size", 0, "batch_size must be an integer >= 1"), ("ckpt_every", 0, "ckpt_every must be"),
+    ("width", 0, "width must be"), ("lr", float("nan"), "lr must be a finite number > 0"),
+    ("families", ["nope"], "families must be"), ("p_pixel", 2.0, "p_pixel must be"),
+])
+def test_config_errors_name_the_field(tmp_path, field, value, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(_tiny_cfg(tmp_path, **{field: value}))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        Trainer(_tiny_cfg(tmp_path / "file"))
+
+
 def test_sigterm_saves_a_checkpoint(tmp_path):
     tr = Trainer(_tiny_cfg(tmp_path, steps=50, ckpt_every=1000))
     step = tr.train_step

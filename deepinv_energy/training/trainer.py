@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from .._checks import check_number
 from ..data import load_images
 from ..models.unet import EnergyUNet, UNetConfig
 from .distribution import DEFAULT_FAMILIES, CovarianceDistribution
@@ -50,6 +51,14 @@ __all__ = [
 CKPT_NAME = "checkpoint.pt"
 PREV_NAME = "checkpoint_prev.pt"
 LOG_NAME = "log.csv"
+CHANGES_NAME = "changes.log"
+
+#: Fields a resumed run must share with its checkpoint (architecture, data, seed, objective).
+FIXED_FIELDS = ("width", "depth", "num_res", "attention", "form", "lam_min", "lam_max", "batch_size", "seed", "data",
+                "split", "limit", "objective", "loss_weight", "init_from")
+#: Fields of the optimization a resumed run may change only with ``allow_config_change`` (then logged).
+SCHEDULE_FIELDS = ("steps", "lr", "warmup", "schedule", "min_lr_ratio", "grad_clip", "ema_decay", "w_cov",
+                   "families", "p_pixel")
 
 
 @dataclass
@@ -81,6 +90,11 @@ class TrainConfig:
     :param int seed: seed of initialization, data order and noise.
     :param str device: ``"cpu"`` or ``"cuda"`` (``"cuda"`` uses ``cuda:LOCAL_RANK``).
     :param int threads: torch intra-op threads (0: leave torch's default).
+    :param bool overwrite: start afresh even if ``out`` holds a checkpoint (which is then replaced);
+        without it (and without ``resume``) such a run directory is refused.
+    :param bool allow_config_change: on resume, accept a checkpoint whose schedule fields
+        (:data:`SCHEDULE_FIELDS`: lr, steps, w_cov, families, ema_decay, ...) differ from this run's;
+        the changes are appended to ``out/changes.log``. Without it such a resume is refused.
     """
 
     data: str = "fashion-mnist"
@@ -115,6 +129,8 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 0
     norm_images: int = 2000
+    overwrite: bool = False
+    allow_config_change: bool = False
 
     def model_config(self, shape) -> UNetConfig:
         C, H, W = shape
@@ -146,6 +162,36 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
     return ((seed * 1_000_003 + step) * 1_009 + rank) % (2**62)
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """Raise a ``ValueError`` naming the field and its accepted values for an invalid configuration."""
+    from .distribution import ALL_FAMILIES
+
+    ints = {"steps": 1, "batch_size": 1, "warmup": 0, "width": 1, "depth": 0, "num_res": 1, "ckpt_every": 1,
+            "log_every": 1, "limit": 0, "threads": 0, "norm_images": 1}
+    for key, low in ints.items():
+        check_number(key, getattr(cfg, key), integer=True, low=low)
+    check_number("lr", cfg.lr, low=0, low_open=True)
+    check_number("min_lr_ratio", cfg.min_lr_ratio, low=0, high=1)
+    check_number("grad_clip", cfg.grad_clip, low=0)
+    check_number("ema_decay", cfg.ema_decay, low=0, high=1, high_open=True)
+    check_number("w_cov", cfg.w_cov, low=0)
+    check_number("p_pixel", cfg.p_pixel, low=0, high=1)
+    check_number("lam_min", cfg.lam_min, low=0, low_open=True)
+    check_number("lam_max", cfg.lam_max, low=cfg.lam_min, low_open=True)
+    choices = {"schedule": ("cosine", "constant"), "objective": ("energy", "denoiser"), "loss_weight": ("none", "edm"),
+               "form": ("residual", "inner"), "split": ("train", "test")}
+    for key, allowed in choices.items():
+        if getattr(cfg, key) not in allowed:
+            raise ValueError(f"{key} must be one of {list(allowed)}, got {getattr(cfg, key)!r}.")
+    unknown = [f for f in cfg.families if f not in ALL_FAMILIES]
+    if unknown or not cfg.families:
+        raise ValueError(f"families must be a non-empty list of {list(ALL_FAMILIES)}, got {list(cfg.families)!r}.")
+    if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
+        raise ValueError(f"out {cfg.out!r} is a file; it must be a run directory (new or existing).")
+    if cfg.init_from and not os.path.isfile(cfg.init_from):
+        raise ValueError(f"init_from {cfg.init_from!r} is not a file; give a training checkpoint (checkpoint.pt).")
+
+
 def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Load a training checkpoint (``weights_only=True``: no arbitrary pickles)."""
     return torch.load(path, map_location=map_location, weights_only=True)
@@ -155,6 +201,7 @@ class Trainer:
     """Stateful trainer; see :func:`train` for the one-call interface."""
 
     def __init__(self, cfg: TrainConfig, images: torch.Tensor | None = None):
+        check_config(cfg)
         self.cfg = cfg
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -186,10 +233,6 @@ class Trainer:
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        if cfg.objective not in ("energy", "denoiser"):
-            raise ValueError(f"objective must be 'energy' or 'denoiser', got {cfg.objective!r}.")
-        if cfg.loss_weight not in ("none", "edm"):
-            raise ValueError(f"loss_weight must be 'none' or 'edm', got {cfg.loss_weight!r}.")
         plain = cfg.objective == "denoiser"
         self.dist = CovarianceDistribution(
             families=("isotropic",) if plain else cfg.families, p_pixel=1.0 if plain else cfg.p_pixel,
@@ -197,15 +240,16 @@ class Trainer:
         )
         self.step = 0
         self._stop = False
+        self._started = False  # start() has resumed or checked that nothing gets overwritten
         os.makedirs(cfg.out, exist_ok=True)
 
     def warm_start(self, path: str) -> None:
         """Initialize the model and EMA weights from the training checkpoint ``path`` (the data
-        statistics and normalization buffers included); optimizer and step stay fresh."""
+        statistics and normalization buffers included); optimizer and step stay fresh. The
+        architecture must match; the loss, schedule and ``input_scale`` may differ."""
         ck = load_checkpoint(path, map_location=self.device)
         old = ck["config"]
-        old = {"input_scale": "whiten", **old}
-        for key in ("width", "depth", "num_res", "attention", "form", "input_scale", "lam_min", "lam_max"):
+        for key in ("width", "depth", "num_res", "attention", "form", "lam_min", "lam_max"):  # input_scale may change
             if key in old and old[key] != getattr(self.cfg, key):
                 raise ValueError(f"cannot warm start from {path}: it has {key}={old[key]!r}, this run {getattr(self.cfg, key)!r}.")
         self.model.load_state_dict(ck["model"])
@@ -262,14 +306,35 @@ class Trainer:
 
     def start(self, resume: bool = False) -> None:
         """Resume from ``out`` if asked and a checkpoint is there, else warm start from
-        ``cfg.init_from`` if set (else keep the fresh initialization)."""
+        ``cfg.init_from`` if set (else keep the fresh initialization).
+
+        :raises FileExistsError: when not resuming and ``out`` holds a checkpoint (unless
+            ``cfg.overwrite``), so that a run is never overwritten by mistake.
+        """
         if resume and self.try_resume():
+            self._started = True
             return
+        self._check_no_overwrite()
         if self.cfg.init_from:
             self.warm_start(self.cfg.init_from)
+        self._started = True
+
+    def _check_no_overwrite(self) -> None:
+        found = [os.path.join(self.cfg.out, n) for n in (CKPT_NAME, PREV_NAME) if os.path.exists(os.path.join(self.cfg.out, n))]
+        if found and not self.cfg.overwrite:
+            raise FileExistsError(
+                f"run directory {self.cfg.out!r} holds {', '.join(found)}: pass --resume (resume=True) to continue it, "
+                f"--overwrite (overwrite=True) to start afresh and replace it, or another --out."
+            )
 
     def try_resume(self) -> bool:
-        """Resume from the latest readable checkpoint of ``out`` (falls back to the previous one)."""
+        """Resume from the latest readable checkpoint of ``out`` (falls back to the previous one).
+
+        :return: ``False`` if ``out`` holds no checkpoint (a fresh run).
+        :raises ValueError: if checkpoints exist but none can be read, or the run's configuration
+            differs from the checkpoint's (see :meth:`_check_compatible`).
+        """
+        errors = []
         for name in (CKPT_NAME, PREV_NAME):
             path = os.path.join(self.cfg.out, name)
             if not os.path.exists(path):
@@ -278,23 +343,47 @@ class Trainer:
                 ck = load_checkpoint(path, map_location=self.device)
             except Exception as err:  # truncated or corrupt file: try the older one
                 print(f"[deepinv-energy] cannot read {path}: {err}; trying an older checkpoint", file=sys.stderr)
+                errors.append(f"{path} ({type(err).__name__})")
                 continue
             self._check_compatible(ck)
             self.load_state(ck)
             if self.rank == 0:
                 print(f"[deepinv-energy] resumed from {path} at step {self.step}", file=sys.stderr, flush=True)
             return True
+        if errors:
+            raise ValueError(
+                f"cannot resume: no readable checkpoint in {self.cfg.out!r}: {'; '.join(errors)}. Nothing was "
+                f"overwritten; move the files away or pass --overwrite (without --resume) to start afresh."
+            )
         return False
 
     def _check_compatible(self, ck):
+        """Refuse a checkpoint of another architecture, data, seed or objective (:data:`FIXED_FIELDS`),
+        and one whose schedule (:data:`SCHEDULE_FIELDS`) differs unless ``cfg.allow_config_change``
+        (then each change is appended to ``out/changes.log``)."""
         old = {"objective": "energy", **ck["config"]}  # checkpoints before `objective` existed
-        old = {"loss_weight": "none", "init_from": "", "input_scale": "whiten", **old}  # checkpoints before these existed
-        for key in ("width", "depth", "num_res", "attention", "form", "input_scale", "lam_min", "lam_max", "batch_size",
-                    "seed", "data", "objective", "loss_weight", "init_from"):
+        old = {"loss_weight": "none", "init_from": "", **old}  # checkpoints before these existed
+        for key in FIXED_FIELDS:
             if key in old and old[key] != getattr(self.cfg, key):
                 raise ValueError(
                     f"cannot resume: checkpoint has {key}={old.get(key)!r}, this run {getattr(self.cfg, key)!r}."
                 )
+        changes = [(key, old[key], getattr(self.cfg, key)) for key in SCHEDULE_FIELDS
+                   if key in old and old[key] != getattr(self.cfg, key)]
+        if not changes:
+            return
+        text = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes)
+        if not self.cfg.allow_config_change:
+            raise ValueError(
+                f"cannot resume: the run's configuration changed ({text}); pass --allow-config-change "
+                f"(allow_config_change=True) to continue with the new values (recorded in {CHANGES_NAME}), "
+                f"or the checkpoint's values."
+            )
+        if self.rank == 0:
+            with open(os.path.join(self.cfg.out, CHANGES_NAME), "a") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} step {int(ck['step'])}: {text}\n")
+            print(f"[deepinv-energy] configuration changed at step {int(ck['step'])}: {text} "
+                  f"(recorded in {CHANGES_NAME})", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ logging
     def _open_log(self):
@@ -372,6 +461,9 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
+        if not self._started:  # fit() without start(): still never overwrite a run by mistake
+            self._check_no_overwrite()
+            self._started = True
         end = cfg.steps if max_steps is None else min(cfg.steps, self.step + max_steps)
         old_handlers = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -495,6 +587,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if OUT holds a checkpoint (replacing it); refused otherwise")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="on --resume, accept changed schedule options (lr, steps, w-cov, families, ema-decay, ...); "
+                        "the changes are recorded in OUT/changes.log")
     p.add_argument("--stop-at", type=int, default=0,
                    help="stop (with a checkpoint) once this step is reached, without changing the schedule of --steps")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -514,7 +611,8 @@ def config_from_args(args) -> TrainConfig:
         input_scale=args.input_scale,
         families=[f for f in args.families.split(",") if f], p_pixel=args.p_pixel,
         ckpt_every=args.ckpt_every, log_every=args.log_every, seed=args.seed, device=args.device,
-        threads=args.threads,
+        threads=args.threads, overwrite=getattr(args, "overwrite", False),
+        allow_config_change=getattr(args, "allow_config_change", False),
     )
 
 
@@ -524,7 +622,12 @@ def main_train(argv=None) -> int:
     :param list argv: command-line arguments (default ``sys.argv[1:]``), see :func:`build_parser`.
     :return: (int) exit status.
     """
-    return run_from_args(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    try:
+        return run_from_args(args)
+    except (ValueError, OSError) as err:  # configuration and file errors: one line, no traceback
+        print(f"deepinv-energy train: error: {err}", file=sys.stderr)
+        return 2
 
 
 def run_from_args(args: argparse.Namespace) -> int:
