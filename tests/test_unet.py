@@ -1,5 +1,6 @@
 """Tests of the learned energy network EnergyUNet (parameterization, persistence)."""
 
+import json
 import math
 
 import pytest
@@ -218,12 +219,76 @@ def test_save_load_round_trip(tmp_path):
         EnergyUNet.from_pretrained("no-such-model")
 
 
+def test_corrupted_or_edited_files_are_refused(tmp_path):
+    """Checksums of the weights and config: a flipped byte of the right size, an edited lam_min,
+    a truncated file, bad JSON, missing keys and wrong shapes all raise an error naming the file."""
+    import json
+    import shutil
+    import warnings
+
+    m = _model(perturb=True)
+    w, c = m.save_pretrained(str(tmp_path / "ok"), "tiny")
+    meta = json.load(open(c))
+    assert set(meta["sha256"]) == {"weights", "config"}
+
+    def variant(name, edit_weights=None, edit_json=None):
+        d = tmp_path / name
+        shutil.copytree(tmp_path / "ok", d)
+        if edit_weights:
+            (d / "tiny.safetensors").write_bytes(edit_weights((d / "tiny.safetensors").read_bytes()))
+        if edit_json:
+            (d / "tiny.json").write_text(edit_json((d / "tiny.json").read_text()))
+        return str(d / "tiny.json")
+
+    def flip(b):  # one byte of the tensor data, same size
+        return b[:-5] + bytes([b[-5] ^ 0xFF]) + b[-4:]
+
+    def lam_min(t):
+        cfg = json.loads(t)
+        cfg["config"]["lam_min"] = 1e-8
+        return json.dumps(cfg)
+
+    def no_sha(t):
+        cfg = json.loads(t)
+        del cfg["sha256"]
+        return json.dumps(cfg)
+
+    def no_config(t):
+        cfg = json.loads(no_sha(t))
+        del cfg["config"]
+        return json.dumps(cfg)
+
+    cases = [("flip", flip, None, "tiny.safetensors.*checksum|checksum.*tiny.safetensors"),
+             ("lam", None, lam_min, "checksum.*tiny.json"),
+             ("trunc", lambda b: b[: len(b) // 2], None, "checksum.*tiny.safetensors"),
+             ("badjson", None, lambda t: t[:-10], "cannot read model config.*tiny.json"),
+             ("noconfig", None, no_config, "tiny.json.*'config'")]
+    for name, ew, ej, match in cases:
+        with pytest.raises(ValueError, match=match):
+            EnergyUNet.from_pretrained(variant(name, ew, ej))
+    path = variant("old", None, no_sha)  # a file from before checksums: loads, with a warning
+    with pytest.warns(UserWarning, match="no sha256"):
+        EnergyUNet.from_pretrained(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="cannot load weights.*tiny.safetensors"):  # truncated, unverified
+            EnergyUNet.from_pretrained(variant("trunc_old", lambda b: b[: len(b) // 2], no_sha))
+        wide = _model(C=2).save_pretrained(str(tmp_path / "wide"), "tiny")[0]  # other shapes, old config
+
+        def other_shapes(b):
+            return open(wide, "rb").read()
+
+        with pytest.raises(ValueError, match="cannot load weights.*tiny.safetensors"):
+            EnergyUNet.from_pretrained(variant("shape", other_shapes, no_sha))
+
+
 def test_registry():
     assert "fashion-mnist-28" in REGISTRY
     names = list_pretrained()
     assert isinstance(names, list)
     for name in names:
         w, c = resolve_pretrained(name)
+        assert "sha256" in json.load(open(c))  # verified on load
         m = EnergyUNet.from_pretrained(name)
         y = torch.rand(2, m.config.channels, m.config.height, m.config.width_px)
         assert torch.isfinite(m.energy(y, Covariance.isotropic(0.01, y))).all()

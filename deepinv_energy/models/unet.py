@@ -55,9 +55,11 @@ The energy has the dtype of ``y``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -466,6 +468,7 @@ class EnergyUNet(EnergyModel):
             "normalization": {b: float(self.log_norm[i]) for i, b in enumerate(BASES)},
             "metadata": metadata or {},
         }
+        cfg["sha256"] = checksums(wpath, cfg)
         with open(cpath + ".tmp", "w") as fh:
             json.dump(cfg, fh, indent=2)
         os.replace(cpath + ".tmp", cpath)
@@ -476,16 +479,58 @@ class EnergyUNet(EnergyModel):
         """Load a bundled model by name (see :func:`deepinv_energy.models.pretrained.list_pretrained`)
         or from a ``.safetensors``/``.json`` pair (path to either file, or a directory holding
         exactly one pair). Weights are read with safetensors (no pickle).
+
+        The JSON records the sha256 of the weights file and of its own ``class``/``config``/
+        ``normalization`` entries (written by :meth:`save_pretrained`); both are verified, so a
+        corrupted or edited file is refused. A JSON without checksums (written before they existed)
+        loads with a warning.
+
+        :raises FileNotFoundError: if nothing matches ``name_or_path``.
+        :raises ValueError: naming the file, for a corrupted, truncated, edited or mismatched file.
         """
         from safetensors.torch import load_file
 
         from .pretrained import resolve_pretrained
 
         wpath, cpath = resolve_pretrained(name_or_path)
-        with open(cpath) as fh:
-            cfg = json.load(fh)
-        model = cls(UNetConfig(**cfg["config"]))
-        state = load_file(wpath, device="cpu")
-        model.load_state_dict(state)
+        try:
+            with open(cpath) as fh:
+                cfg = json.load(fh)
+            if not isinstance(cfg, dict) or not isinstance(cfg.get("config"), dict):
+                raise ValueError("no 'config' entry (is it a model config written by save_pretrained?)")
+            config = UNetConfig(**cfg["config"])
+        except (ValueError, TypeError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+            raise ValueError(f"cannot read model config {cpath!r}: {err}") from None
+        expected = cfg.get("sha256")
+        if expected is None:
+            warnings.warn(f"{cpath!r} records no sha256 checksums, so the weights cannot be verified; "
+                          "re-save the model with save_pretrained to add them.", stacklevel=2)
+        else:
+            actual = checksums(wpath, cfg)
+            recorded = expected if isinstance(expected, dict) else {}
+            for key, path in (("config", cpath), ("weights", wpath)):
+                if recorded.get(key) != actual[key]:
+                    raise ValueError(
+                        f"checksum mismatch: {path!r} is not the {key} {cpath!r} was saved with (sha256 "
+                        f"{actual[key][:12]}..., recorded {str(recorded.get(key))[:12]}...): corrupted or edited."
+                    )
+        model = cls(config)
+        try:
+            state = load_file(wpath, device="cpu")
+            model.load_state_dict(state)
+        except Exception as err:  # safetensors' errors (truncated header...) and key/shape mismatches
+            raise ValueError(f"cannot load weights {wpath!r} with config {cpath!r}: {err}") from None
         model.eval()
         return model.to(map_location)
+
+
+def checksums(weights_path: str, cfg: dict) -> dict:
+    """sha256 of a weights file and of the entries of its JSON config that define the model
+    (``class``, ``config``, ``normalization``; not ``metadata`` nor the checksums themselves)."""
+    h = hashlib.sha256()
+    with open(weights_path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    core = {k: cfg.get(k) for k in ("class", "config", "normalization")}
+    return {"weights": h.hexdigest(),
+            "config": hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()}
