@@ -28,7 +28,7 @@ import deepinv as dinv
 import torch
 from tqdm.auto import tqdm
 
-from .models.base import EnergyModel, check_image
+from .models.base import EnergyModel, check_image, work_dtype
 from .problems import LAM_MAX, LAM_MIN, to_denoising_problem
 
 __all__ = [
@@ -413,6 +413,7 @@ class BlindEstimator:
     def log_evidence(self, y: torch.Tensor) -> torch.Tensor:
         """(B, N) float64 log-evidence of each measurement under each grid candidate."""
         check_image(y)
+        y = y.to(work_dtype(self.model, y))  # float64/float16 input: computed in the model's dtype
         b, n = y.shape[0], next(iter(self.theta.values())).shape[0]
         pairs_y = torch.arange(b).repeat_interleave(n)
         pairs_t = torch.arange(n).repeat(b)
@@ -485,8 +486,16 @@ class BlindEstimator:
             raise ValueError(f"parameters {bad} are not continuous; refinable: {self.family.continuous}.")
         if steps < 1 or not lr > 0:
             raise ValueError("steps must be >= 1 and lr > 0.")
+        missing = [k for k in self.family.names if k not in init]
+        if missing:
+            raise ValueError(f"init lacks {missing}; it needs a value for each of {self.family.names}.")
+        in_dtype, y = y.dtype, y.to(work_dtype(self.model, y))
         fixed = {k: torch.as_tensor(v, dtype=y.dtype, device=y.device).reshape(-1).expand(y.shape[0])
                  for k, v in init.items()}
+        for p in params:
+            if not (torch.isfinite(fixed[p]).all() and (fixed[p] > 0).all()):
+                raise ValueError(f"init[{p!r}] must be positive and finite (refine optimizes log {p}), "
+                                 f"got {fixed[p].tolist()}.")
         logs = {p: fixed[p].log().clone().requires_grad_(True) for p in params}
         opt = torch.optim.Adam(list(logs.values()), lr=lr)
         for _ in tqdm(range(steps), disable=not self.verbose, desc="refine"):
@@ -497,4 +506,4 @@ class BlindEstimator:
             opt.zero_grad()
             (-obj.sum()).backward()
             opt.step()
-        return dict(fixed, **{p: v.detach().exp() for p, v in logs.items()})
+        return {k: v.to(in_dtype) for k, v in dict(fixed, **{p: v.detach().exp() for p, v in logs.items()}).items()}

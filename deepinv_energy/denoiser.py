@@ -8,7 +8,7 @@ import torch
 from deepinv.models import Denoiser
 
 from .covariance import Covariance
-from .models.base import EnergyModel, check_image
+from .models.base import EnergyModel, check_image, work_dtype
 from .problems import LAM_MIN
 
 __all__ = ["EnergyDenoiser", "UNetDenoiser"]
@@ -52,7 +52,8 @@ class EnergyDenoiser(Denoiser):
     def forward(self, x: torch.Tensor, sigma, *args, **kwargs) -> torch.Tensor:
         cov = _isotropic(x, sigma, self.lam_min)
         create_graph = torch.is_grad_enabled() and x.requires_grad
-        return self.model.denoise(x, cov, create_graph=create_graph)
+        work = work_dtype(self.model, x)  # float64/float16 input: computed in the model's dtype, returned in x's
+        return self.model.denoise(x.to(work), cov.to(work), create_graph=create_graph).to(x.dtype)
 
 
 class UNetDenoiser(Denoiser):

@@ -6,7 +6,7 @@ import torch
 from deepinv.optim import Prior
 
 from .covariance import Covariance
-from .models.base import EnergyModel, check_image
+from .models.base import EnergyModel, check_image, work_dtype
 
 __all__ = ["EnergyPrior"]
 
@@ -56,13 +56,16 @@ class EnergyPrior(Prior):
         s = torch.as_tensor(s, dtype=x.dtype, device=x.device).reshape(-1)
         if not (s > 0).all():
             raise ValueError("sigma must be positive.")
-        return Covariance.isotropic(s.expand(x.shape[0]) ** 2 if s.numel() == 1 else s**2, x)
+        work = work_dtype(self.model, x)  # float64/float16 input: computed in the model's dtype
+        return Covariance.isotropic(s.expand(x.shape[0]) ** 2 if s.numel() == 1 else s**2, x.to(work))
 
     def fn(self, x: torch.Tensor, sigma=None, *args, **kwargs) -> torch.Tensor:
         """Energy :math:`U(x, \\sigma^2 I)`, shape (B,)."""
-        return self.model.energy(x, self._cov(x, sigma))
+        cov = self._cov(x, sigma)
+        return self.model.energy(x.to(cov.log_var.dtype), cov).to(x.dtype)
 
     def grad(self, x: torch.Tensor, sigma=None, *args, **kwargs) -> torch.Tensor:
         """Detached gradient :math:`\\nabla_x U(x, \\sigma^2 I)`; the caller's tensor is untouched."""
-        _, g, _ = self.model.energy_and_grads(x, self._cov(x, sigma), wrt_log_var=False)
-        return g
+        cov = self._cov(x, sigma)
+        _, g, _ = self.model.energy_and_grads(x.to(cov.log_var.dtype), cov, wrt_log_var=False)
+        return g.to(x.dtype)

@@ -310,6 +310,8 @@ def _blur_problem(y, physics, sigma, lam_min, lam_max):
     delta[..., 0, 0] = 1
     # transfer function of the circular convolution (differentiable in the kernel's parameters)
     k = torch.fft.fft2(physics.A(delta))
+    if not torch.isfinite(k).all():
+        raise ValueError("the blur kernel (physics.filter) contains NaN or inf.")
     power = _symmetric_part(k.abs() ** 2)
     noise_var = _per_image(sigma**2)
     observed = power * lam_max > noise_var.clamp(min=lam_min)

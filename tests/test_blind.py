@@ -198,6 +198,27 @@ def test_bad_inputs(model):
         BlindEstimator(model, BoxInpaintingFamily(SHAPE, sizes=[2])).refine(
             torch.zeros(1, *SHAPE, dtype=torch.float64), {"size": 2, "top": 0, "left": 0, "noise": 0.0}, params=["size"]
         )
+    est = BlindEstimator(model, GaussianBlurFamily(SHAPE, widths=[0.5, 1.0], noise=0.05))
+    y = torch.rand(1, *SHAPE, dtype=torch.float64)
+    with pytest.raises(ValueError, match="init\\['width'\\] must be positive"):  # returned NaN
+        est.refine(y, {"width": 0.0, "noise": 0.05}, params=["width"], steps=2)
+    with pytest.raises(ValueError, match="init lacks \\['noise'\\]"):
+        est.refine(y, {"width": 1.0}, params=["width"], steps=2)
+    with pytest.raises(ValueError, match="empty batch"):
+        est.posterior(y[:0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_float32_unet_takes_other_dtypes(dtype):
+    from deepinv_energy import EnergyUNet
+
+    net = EnergyUNet(channels=1, height=8, width_px=8, width=8, mult=(1, 2))
+    est = BlindEstimator(net, GaussianBlurFamily((1, 8, 8), widths=[0.5, 1.0], noise=0.05))
+    y = torch.rand(2, 1, 8, 8).to(dtype).float()  # representable in dtype
+    post = est.posterior(y.to(dtype))
+    assert torch.allclose(post.log_posterior, est.posterior(y).log_posterior, atol=1e-3)
+    theta = est.refine(y.to(dtype), post.map(), params=["width"], steps=2)
+    assert theta["width"].dtype == dtype and torch.isfinite(theta["width"].float()).all()
 
 
 def test_credible_intervals_are_calibrated():

@@ -121,3 +121,27 @@ def test_runs_in_deepinv_mcmc_and_optim(model, inpainting_problem):
     )
     out = solver(y, physics)
     assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_float64_float16_inputs_and_empty_batches(dtype):
+    """A float32 EnergyUNet takes float64/float16 images (computed in float32, returned in the
+    input's dtype) through energy, EnergyDenoiser and EnergyPrior; empty batches raise ValueError."""
+    from deepinv_energy import EnergyUNet
+
+    net = EnergyUNet(channels=1, height=8, width_px=8, width=8, mult=(1, 2))
+    x32 = torch.rand(2, 1, 8, 8)
+    x = x32.to(dtype)
+    cov = Covariance.isotropic(0.1, x)
+    u = net.energy(x, cov)
+    assert u.dtype == dtype
+    assert torch.allclose(u.float(), net.energy(x.float(), cov.to(torch.float32)), rtol=1e-3)
+    den, prior = EnergyDenoiser(net), EnergyPrior(net, sigma=0.1)
+    d = den(x, 0.1)
+    assert d.dtype == dtype and torch.allclose(d.float(), den(x.float(), 0.1), atol=1e-2)
+    assert prior.fn(x).dtype == dtype and prior.grad(x).dtype == dtype
+    assert torch.allclose(prior.grad(x).float(), prior.grad(x.float()), rtol=1e-2, atol=1e-2)
+    empty = torch.rand(0, 1, 8, 8, dtype=dtype)
+    for call in (lambda: den(empty, 0.1), lambda: prior.fn(empty), lambda: net.energy(empty, Covariance.isotropic(0.1, empty))):
+        with pytest.raises(ValueError, match="empty batch"):
+            call()

@@ -183,5 +183,9 @@ def test_unsupported_physics_and_bad_inputs():
         to_denoising_problem(y, dinv.physics.Downsampling((1, 8, 8), filter=None, factor=2))
     with pytest.raises(ValueError, match="lam_min"):
         to_denoising_problem(y, den, lam_min=1.0, lam_max=0.5)
+    bad = torch.ones(1, 1, 3, 3) / 9
+    bad[..., 1, 1] = float("nan")  # was read as "unobserved everywhere" (prior draws)
+    with pytest.raises(ValueError, match="blur kernel.*NaN"):
+        to_denoising_problem(y, dinv.physics.BlurFFT((1, 8, 8), filter=bad, noise_model=noise(0.1)))
     with pytest.warns(UserWarning, match="lam_min"):
         to_denoising_problem(y, dinv.physics.Denoising(noise_model=noise(1e-6)))

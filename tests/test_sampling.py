@@ -481,3 +481,17 @@ def test_bad_inputs_fail_before_any_evaluation():
     with pytest.raises(TypeError, match="always Metropolis"):
         MALASampler(model, mh=False)
     assert model.calls == 0
+
+
+def test_absurd_unadjusted_step_size_warns():
+    """A fixed corrector step beyond the stability of the unadjusted Langevin step (e.g. 1e6, which
+    returned values of 2e4) warns; with the Metropolis step, or a step <= 1, it does not."""
+    import warnings
+
+    model = random_mixture((1, 4, 4), k=2, seed=3)
+    with pytest.warns(UserWarning, match="step_size=1e\\+06 > 1 without the Metropolis step"):
+        PredictorCorrectorSampler(model, n_levels=4, step_size=1e6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PredictorCorrectorSampler(model, n_levels=4, step_size=1e6, mh=True)
+        PredictorCorrectorSampler(model, n_levels=4, step_size=0.5)

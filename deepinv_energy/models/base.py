@@ -6,7 +6,7 @@ import torch
 
 from ..covariance import Covariance
 
-__all__ = ["EnergyModel", "check_image"]
+__all__ = ["EnergyModel", "check_image", "work_dtype"]
 
 
 def check_image(y: torch.Tensor, name: str = "y") -> None:
@@ -15,10 +15,20 @@ def check_image(y: torch.Tensor, name: str = "y") -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(y).__name__}.")
     if y.ndim != 4:
         raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(y.shape)}.")
+    if y.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(y.shape)}); give at least one image.")
     if not y.is_floating_point():
         raise TypeError(f"{name} must be a floating tensor, got {y.dtype}.")
     if not torch.isfinite(y.detach()).all():
         raise ValueError(f"{name} contains NaN or inf.")
+
+
+def work_dtype(model, like: torch.Tensor) -> torch.dtype:
+    """The floating dtype of ``model``'s parameters/buffers (inputs are cast to it), else ``like``'s."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return like.dtype
 
 
 class EnergyModel(torch.nn.Module):

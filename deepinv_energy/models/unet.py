@@ -362,6 +362,7 @@ class EnergyUNet(EnergyModel):
         """Coefficients ``c``, log-variances (data ``log_v``, noise ``lv``, ``log_s = log(v+lam)``),
         the network output in the basis ``fb`` and the conditioning embedding."""
         self._check(y, cov)
+        y, cov = y.to(self.mean.dtype), cov.to(self.mean.dtype)  # float64/float16 inputs: the model's dtype
         dt = y.dtype
         lv = cov.log_var.to(dt)
         log_v = self.data_log_var(cov.basis).to(dt)
@@ -393,8 +394,8 @@ class EnergyUNet(EnergyModel):
             net = (0.5 * q**2 - rho0 * q).sum((1, 2, 3))
         d = c[0].numel()
         b = d * self.b_head(emb).squeeze(-1)
-        kappa = self.log_norm[_BASIS_INDEX[cov.basis]].to(y.dtype).expand(y.shape[0])
-        return gauss, net, b, kappa
+        kappa = self.log_norm[_BASIS_INDEX[cov.basis]].to(c.dtype).expand(y.shape[0])
+        return tuple(t.to(y.dtype) for t in (gauss, net, b, kappa))  # back to the input's dtype
 
     def direct_denoise(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
         r"""The network read as an EDM-preconditioned denoiser, without differentiating the energy:
@@ -410,7 +411,7 @@ class EnergyUNet(EnergyModel):
         """
         c, log_v, lv, log_s, fb, _ = self._network(y, cov)
         d = torch.exp(log_v - log_s) * c + torch.exp(0.5 * (log_v + lv - log_s)) * fb
-        return self.mean.to(y.dtype) + cov.from_basis(d)
+        return (self.mean + cov.to(self.mean.dtype).from_basis(d)).to(y.dtype)
 
     def energy(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
         r"""Energy :math:`U(y, \Sigma)` in nats, shape (B,), dtype of ``y``."""

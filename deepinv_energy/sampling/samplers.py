@@ -23,6 +23,7 @@ approximation (``NoisyDataFidelity``) that the exact translation of the physics 
 from __future__ import annotations
 
 import math
+import warnings
 from numbers import Integral, Real
 from typing import Callable
 
@@ -30,6 +31,7 @@ import torch
 from deepinv.sampling import BaseSampling, SamplingIterator
 
 from ..covariance import Covariance
+from ..models.base import work_dtype
 from ..problems import LAM_MAX, LAM_MIN, DenoisingProblem, to_denoising_problem
 from .engine import Chains, SamplerDiagnostics, SamplerOutput, run_adaptive, run_fixed
 from .schedules import check_schedule, geometric_schedule
@@ -65,11 +67,7 @@ def _positive(name, v, allow_none=False, integer=False, zero_ok=False):
     return float(v)
 
 
-def _work_dtype(model, like: torch.Tensor):
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.is_floating_point():
-            return t.dtype
-    return like.dtype
+_work_dtype = work_dtype
 
 
 def _check_model_shape(model, shape):
@@ -204,6 +202,11 @@ class PredictorCorrectorIterator(EnergySamplingIterator):
         self.n_corrector = _positive("n_corrector", n_corrector, integer=True, zero_ok=True)
         self.snr = _positive("snr", snr)
         self.step_size = _positive("step_size", step_size, allow_none=True)
+        if self.step_size is not None and self.step_size > 1 and not mh:
+            warnings.warn(
+                f"step_size={self.step_size:g} > 1 without the Metropolis step (mh=False): the preconditioned "
+                "Langevin corrector is unstable beyond about 1 (it diverges from 2 on a Gaussian); use "
+                "step_size <= 1, the snr rule (step_size=None) or mh=True.", stacklevel=3)
         self.temperature = _positive("temperature", temperature)
         if not isinstance(mh, bool):
             raise ValueError(f"mh must be True or False, got {mh!r}.")
