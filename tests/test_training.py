@@ -355,6 +355,8 @@ def test_resume_with_a_changed_schedule(tmp_path):
         key = next(iter(change))
         with pytest.raises(ValueError, match=f"{key}: .*--allow-config-change"):
             Trainer(_tiny_cfg(run, **change)).start(resume=True)
+    with pytest.raises(ValueError, match="checkpoint has input_scale='whiten'"):  # architecture: never
+        Trainer(_tiny_cfg(run, input_scale="wiener", allow_config_change=True)).start(resume=True)
     assert not (run / "changes.log").exists()
     tr = train(_tiny_cfg(run, lr=2e-3, w_cov=0.5, allow_config_change=True), resume=True, progress=False)
     assert tr.step == 6

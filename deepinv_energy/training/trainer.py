@@ -54,8 +54,8 @@ LOG_NAME = "log.csv"
 CHANGES_NAME = "changes.log"
 
 #: Fields a resumed run must share with its checkpoint (architecture, data, seed, objective).
-FIXED_FIELDS = ("width", "depth", "num_res", "attention", "form", "lam_min", "lam_max", "batch_size", "seed", "data",
-                "split", "limit", "objective", "loss_weight", "init_from")
+FIXED_FIELDS = ("width", "depth", "num_res", "attention", "form", "input_scale", "lam_min", "lam_max", "batch_size",
+                "seed", "data", "split", "limit", "objective", "loss_weight", "init_from")
 #: Fields of the optimization a resumed run may change only with ``allow_config_change`` (then logged).
 SCHEDULE_FIELDS = ("steps", "lr", "warmup", "schedule", "min_lr_ratio", "grad_clip", "ema_decay", "w_cov",
                    "families", "p_pixel")
@@ -179,7 +179,7 @@ def check_config(cfg: TrainConfig) -> None:
     check_number("lam_min", cfg.lam_min, low=0, low_open=True)
     check_number("lam_max", cfg.lam_max, low=cfg.lam_min, low_open=True)
     choices = {"schedule": ("cosine", "constant"), "objective": ("energy", "denoiser"), "loss_weight": ("none", "edm"),
-               "form": ("residual", "inner"), "split": ("train", "test")}
+               "form": ("residual", "inner"), "input_scale": ("whiten", "wiener"), "split": ("train", "test")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ValueError(f"{key} must be one of {list(allowed)}, got {getattr(cfg, key)!r}.")
@@ -362,7 +362,7 @@ class Trainer:
         and one whose schedule (:data:`SCHEDULE_FIELDS`) differs unless ``cfg.allow_config_change``
         (then each change is appended to ``out/changes.log``)."""
         old = {"objective": "energy", **ck["config"]}  # checkpoints before `objective` existed
-        old = {"loss_weight": "none", "init_from": "", **old}  # checkpoints before these existed
+        old = {"loss_weight": "none", "init_from": "", "input_scale": "whiten", **old}  # checkpoints before these existed
         for key in FIXED_FIELDS:
             if key in old and old[key] != getattr(self.cfg, key):
                 raise ValueError(
