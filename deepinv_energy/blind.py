@@ -358,6 +358,11 @@ class BlindEstimator:
     :param int batch_size: candidates evaluated per model call.
     :param float lam_min: see :func:`deepinv_energy.to_denoising_problem`.
     :param float lam_max: see :func:`deepinv_energy.to_denoising_problem`.
+    :param float lam_weak: blur frequencies with :math:`\lambda_{\max} < \sigma^2/|K|^2 \le`
+        ``lam_weak`` count as observed with their true variance (see
+        :func:`deepinv_energy.to_denoising_problem`); with the default 1e6, blur evidences on a
+        6x6 mixture at the default ``lam_max`` are exact to 5e-12 nats, against 3e-2 when they are
+        treated as pure noise (``None``).
     :param bool verbose: progress bar.
 
     :Examples:
@@ -374,7 +379,8 @@ class BlindEstimator:
     """
 
     def __init__(self, model: EnergyModel, family: OperatorFamily, log_prior=None, batch_size: int = 64,
-                 lam_min: float = LAM_MIN, lam_max: float = LAM_MAX, verbose: bool = False):
+                 lam_min: float = LAM_MIN, lam_max: float = LAM_MAX, lam_weak: float | None = 1e6,
+                 verbose: bool = False):
         if not isinstance(model, EnergyModel):
             raise TypeError(f"model must be an EnergyModel, got {type(model).__name__}.")
         if not isinstance(family, OperatorFamily):
@@ -383,11 +389,13 @@ class BlindEstimator:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         self.model, self.family, self.log_prior_fn = model, family, log_prior
         self.batch_size, self.lam_min, self.lam_max, self.verbose = batch_size, lam_min, lam_max, verbose
+        self.lam_weak = None if lam_weak is None else max(lam_weak, lam_max)
         theta = family.candidates()
         # fail early: the family must be convertible (no model call happens here)
         probe = {k: v[:1] for k, v in theta.items()}
         y0 = torch.zeros(1, *family.img_size, dtype=torch.float64)
-        to_denoising_problem(family.physics(probe).A(y0), family.physics(probe), lam_min=lam_min, lam_max=lam_max)
+        to_denoising_problem(family.physics(probe).A(y0), family.physics(probe), lam_min=lam_min, lam_max=lam_max,
+                             lam_weak=self.lam_weak)
         self.theta = theta
         self.log_prior = self._log_prior(theta)
 
@@ -406,7 +414,7 @@ class BlindEstimator:
         """(n,) log p(y_i | theta_i) for paired measurements and parameters (differentiable)."""
         theta = {k: v.to(device=y.device, dtype=y.dtype) for k, v in theta.items()}
         physics = self.family.physics(theta)
-        problem = to_denoising_problem(y, physics, lam_min=self.lam_min, lam_max=self.lam_max)
+        problem = to_denoising_problem(y, physics, lam_min=self.lam_min, lam_max=self.lam_max, lam_weak=self.lam_weak)
         return problem.log_evidence(self.model) + self.family.extra_log_density(y, theta)
 
     @torch.no_grad()

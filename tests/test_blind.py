@@ -20,6 +20,7 @@ from deepinv_energy import (
     MotionBlurFamily,
     OperatorFamily,
     UnsupportedPhysicsError,
+    to_denoising_problem,
 )
 from helpers import random_mixture
 
@@ -264,3 +265,21 @@ def test_joint_restoration_marginalizes_the_operator():
     assert abs((theta["noise"] == 0.3).double().mean() - w[1]) < 5 * (0.25 / 600) ** 0.5
     xm, tm = est.restore(y, sampler, n=4, mode="map", seed=2, posterior=post)
     assert (tm["noise"] == post.map()["noise"]).all()
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_blur_evidences_exact_at_the_default_lam_max(model, joint):
+    """At the DEFAULT lam_max (1e3), weakly observed blur frequencies (sigma^2/|K|^2 > lam_max) kept
+    as observed up to lam_weak = 1e6 make evidences exact to 1e-3 nats; treating them as pure noise
+    (lam_weak=None) errs at first order (measured here: 3.4e-2 nats for widths, 1.4e-2 for width x noise)."""
+    widths = [0.4, 0.7, 1.0, 1.5, 2.2]
+    family = GaussianBlurFamily(SHAPE, widths=widths, noise=[0.01, 0.03, 0.1] if joint else 0.02)
+    truth = {"width": [0.7, 1.5, 2.2], "noise": [0.01, 0.03, 0.01] if joint else [0.02] * 3}
+    y = simulate(model, family, truth, seed=11)
+    ev, _ = exact_log_posterior(model, family, y)
+    err = (BlindEstimator(model, family).posterior(y).log_evidence - ev).abs().max().item()
+    assert err < 1e-3, err
+    err_noise = (BlindEstimator(model, family, lam_weak=None).posterior(y).log_evidence - ev).abs().max().item()
+    assert err_noise > 3e-3, err_noise  # what the weak frequencies carry at this lam_max
+    with pytest.raises(ValueError, match="lam_weak"):
+        to_denoising_problem(y, family.physics({k: v[:1] for k, v in family.candidates().items()}), lam_weak=10.0)
