@@ -6,10 +6,52 @@ import argparse
 import sys
 
 from . import __version__
+from ._checks import arg_number
+
+#: The largest operator grid ``blind`` evaluates (each point is one batch of network evaluations).
+MAX_GRID = 4096
+
+_POS = arg_number(low=0, low_open=True)  # finite > 0
+_NONNEG = arg_number(low=0)  # finite >= 0
+_INT1 = arg_number(integer=True, low=1)
+_INT0 = arg_number(integer=True, low=0)
+_INT2 = arg_number(integer=True, low=2)
 
 
 class UserError(Exception):
     """A mistake in the command line: printed without a traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``prog: error: ...``, exit status 2) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _model_shape(name) -> tuple:
+    """(C, H, W) the model ``name`` takes, read from its JSON config only (no weights, no torch)."""
+    import json
+
+    from .models.pretrained import resolve_pretrained
+
+    _, cpath = resolve_pretrained(name)
+    try:
+        with open(cpath) as fh:
+            c = json.load(fh)["config"]
+        return int(c["channels"]), int(c["height"]), int(c["width_px"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"cannot read model config {cpath!r}: {err}") from None
+
+
+def _check_fits(name, shape, what="image"):
+    """Refuse, before anything heavy is loaded, an image the model ``name`` cannot take."""
+    expected = _model_shape(name)
+    if tuple(shape) != expected:
+        c, h, w = expected
+        raise UserError(f"the {what} is {tuple(shape)} (channels, height, width) but model {name!r} takes "
+                        f"{'grey' if c == 1 else str(c) + '-channel'} {h}x{w} images only {expected}; "
+                        f"resize the image or give --model a model of that size")
 
 
 def _evaluate(args) -> int:
@@ -24,22 +66,22 @@ def _evaluate(args) -> int:
         noises = [float(v) for v in args.noise.split(",")]
     except ValueError:
         raise UserError(f"--noise must be comma-separated numbers, got {args.noise!r}") from None
+    if not noises or not all(math.isfinite(s) and s > 0 for s in noises):
+        raise UserError(f"--noise levels must be finite and > 0, got {args.noise!r}")
     try:
         x = load_images(args.data, split=args.split, limit=args.n)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load --data {args.data!r}: {err}") from None
-    model = _load_model(args.model)
-    if x.shape[1] == 3 and model.config.channels == 1:
+    channels = _model_shape(args.model)[0]
+    if x.shape[1] == 3 and channels == 1:
         x = x.mean(1, keepdim=True)  # grey model, colour files
-    if tuple(x.shape[1:]) != (model.config.channels, model.config.height, model.config.width_px):
-        raise UserError(f"images of shape {tuple(x.shape[1:])} do not fit the model's "
-                        f"{(model.config.channels, model.config.height, model.config.width_px)}")
+        print("note: colour images converted to grey (channel mean) for a grey model", file=sys.stderr)
+    _check_fits(args.model, x.shape[1:], "data's image shape")
+    model = _load_model(args.model)
     g = torch.Generator().manual_seed(args.seed)
     d = x[0].numel()
     print(f"{len(x)} images from {args.data} ({args.split}), model {args.model}")
     for s in noises:
-        if s <= 0:
-            raise UserError("--noise levels must be positive")
         se, se_in = 0.0, 0.0
         for xb in x.split(args.batch_size):
             y = xb + s * torch.randn(xb.shape, generator=g)
@@ -47,20 +89,36 @@ def _evaluate(args) -> int:
             se += ((den - xb) ** 2).flatten(1).mean(1).log10().sum().item()
             se_in += ((y - xb) ** 2).flatten(1).mean(1).log10().sum().item()
         print(f"denoising  noise {s:<6g} input {-10 * se_in / len(x):6.2f} dB  output {-10 * se / len(x):6.2f} dB")
-    bits = []
+    bits = {"pixel": [], "hartley": []}
     for xb in x.split(args.batch_size):
         deq = xb + torch.rand(xb.shape, generator=g) / 256  # uniform dequantization
         with torch.no_grad():
-            u = model.energy(deq, Covariance.isotropic(1e-6, deq)).double()
-        bits.append(u / (d * math.log(2)) + 8)
-    print(f"NLL {torch.cat(bits).mean():.3f} bits/dim (uniform dequantization, sigma=1e-3 smoothing, +8 bits for 256 levels)")
+            for basis, out in bits.items():
+                u = model.energy(deq, Covariance.isotropic(1e-6, deq, basis=basis)).double()
+                out.append(u / (d * math.log(2)) + 8)
+    nll = {basis: torch.cat(v).mean().item() for basis, v in bits.items()}
+    print(f"NLL {nll['pixel']:.3f} bits/dim in the pixel basis, {nll['hartley']:.3f} in the Hartley basis "
+          f"(isotropic variance 1e-6, i.e. sigma=1e-3 smoothing; uniform dequantization; +8 bits for 256 levels)")
+    gap = abs(nll["pixel"] - nll["hartley"])
+    if gap > 0.01:
+        print(f"warning: the two bases of the same isotropic covariance disagree by {gap:.3f} bits/dim at this "
+              f"variance (a known consistency gap of the learned energy): the likelihood depends on the basis, so "
+              f"compare bits/dim only within one basis")
     return 0
 
 
 def _train(args) -> int:
-    from .training import run_from_args
+    from dataclasses import fields
 
-    return run_from_args(args)
+    from .training import TrainConfig, run_from_args
+
+    try:
+        return run_from_args(args)
+    except ValueError as err:  # name the option, not the TrainConfig field ("batch_size must ..." -> "--batch-size must ...")
+        key, _, rest = str(err).partition(" ")
+        if key in {f.name for f in fields(TrainConfig)}:
+            raise UserError(f"--{key.replace('_', '-')} {rest}") from None
+        raise
 
 
 def _demo(args) -> int:
@@ -70,13 +128,12 @@ def _demo(args) -> int:
 
     if not 1 <= args.images <= 10:
         raise UserError("--images must be between 1 and 10")
-    if args.samples < 2 or args.levels < 2:
-        raise UserError("--samples and --levels must be at least 2")
     torch.set_num_threads(args.threads) if args.threads else None
     model = None
     if args.model != "fashion-mnist-28":
         from .models.unet import EnergyUNet
 
+        _check_fits(args.model, (1, 28, 28), "demo's Fashion-MNIST image")
         model = EnergyUNet.from_pretrained(args.model)
     run_demo(model, n_images=args.images, n_samples=args.samples, n_levels=args.levels, seed=args.seed, out=args.out)
     return 0
@@ -94,18 +151,37 @@ def _read_image(path):
     import torch
 
     if str(path).endswith(".npy"):
-        a = np.load(path).astype(np.float32)
+        try:
+            a = np.load(path, allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read array {path!r}: {err}") from None
+        if a.size == 0 or not np.isfinite(a).all() or a.min() < 0 or a.max() > 255:
+            raise UserError(f"{path!r} must hold finite values in [0, 1] or [0, 255]")
         a = a / 255.0 if a.max() > 1.5 else a
     else:
         from PIL import Image
 
         try:
-            a = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
+            img = Image.open(path)
+            img.load()
         except OSError as err:
             raise UserError(f"cannot read image {path!r}: {err}") from None
+        if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit grey (PIL opens 16-bit PNGs as I;16 or I)
+            a = np.asarray(img, dtype=np.float32) / 65535.0
+            if a.max() > 1:
+                raise UserError(f"{path!r} is a {img.mode} image with values above 65535; give an 8- or 16-bit image")
+        elif img.mode == "F":
+            a = np.asarray(img, dtype=np.float32)
+        else:
+            if img.mode not in ("L", "1"):
+                rgb = np.asarray(img.convert("RGB"))
+                if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):  # colour, not grey
+                    print(f"note: {path} is a colour {img.mode} image; converted to grey (ITU-R 601 luma)",
+                          file=sys.stderr)
+            a = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
     if a.ndim != 2:
         raise UserError(f"{path!r} must be a single grey image, got an array of shape {a.shape}")
-    return torch.from_numpy(a)[None, None]
+    return torch.from_numpy(np.ascontiguousarray(a))[None, None]
 
 
 def _save_row(path, images, titles, cmap=None):
@@ -129,7 +205,7 @@ def _physics_from_args(args, y):
     import deepinv as dinv
 
     _, c, h, w = y.shape
-    noise = dinv.physics.GaussianNoise(args.noise) if args.noise > 0 else dinv.physics.ZeroNoise()
+    noise = dinv.physics.GaussianNoise(args.noise) if args.noise > 0 else dinv.physics.ZeroNoise()  # >= 0: parser
     if args.task == "denoise":
         return dinv.physics.Denoising(noise_model=noise)
     if args.task == "gaussian-blur":
@@ -151,8 +227,6 @@ def _physics_from_args(args, y):
 def _sampler(args, model):
     from .sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler
 
-    if args.levels < 2:
-        raise UserError("--levels must be at least 2")
     common = dict(sigma_max=10.0, sigma_min=0.01, verbose=True)
     if args.sampler == "pc":
         return PredictorCorrectorSampler(model, n_levels=args.levels, n_corrector=0, predictor="covariance", **common)
@@ -163,6 +237,9 @@ def _sampler(args, model):
 
 def _restore(args) -> int:
     y = _read_image(args.image)
+    c, h, w = y.shape[1:]
+    f = args.factor if args.task == "decimate" else 1
+    _check_fits(args.model, (c, h * f, w * f), "image" if f == 1 else f"decimated image x{f}")
     physics = _physics_from_args(args, y)
     model = _load_model(args.model)
     if args.method == "mmse":
@@ -180,6 +257,7 @@ def _restore(args) -> int:
 
 
 def _sample(args) -> int:
+    _model_shape(args.model)  # a readable config before anything heavy
     model = _load_model(args.model)
     shape = (model.config.channels, model.config.height, model.config.width_px)
     out = _sampler(args, model).generate(args.n, shape, seed=args.seed)
@@ -192,25 +270,36 @@ def _sample(args) -> int:
 
 
 def _parse_grid(text, name, allow_zero=False):
+    import math
+
     import torch
 
     try:
         parts = [float(v) for v in text.split(":")]
     except ValueError:
         raise UserError(f"{name} must be START:STOP:COUNT or a single value, got {text!r}") from None
+    lower = "0 <= START" if allow_zero else "0 < START"
+    if not all(math.isfinite(v) for v in parts):
+        raise UserError(f"{name} must hold finite numbers, got {text!r}")
     if len(parts) == 1:
+        if parts[0] < 0 or (parts[0] == 0 and not allow_zero):
+            raise UserError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {text!r}")
         return parts[0]
-    if len(parts) != 3 or parts[2] < 1 or parts[0] < 0 or (parts[0] == 0 and not allow_zero) or parts[1] <= parts[0]:
-        lower = "0 <= START" if allow_zero else "0 < START"
+    if len(parts) != 3 or parts[0] < 0 or (parts[0] == 0 and not allow_zero) or parts[1] <= parts[0]:
         raise UserError(f"{name} must be START:STOP:COUNT with {lower} < STOP, got {text!r}")
+    if parts[2] != int(parts[2]) or not 2 <= parts[2] <= MAX_GRID:
+        raise UserError(f"{name}: COUNT must be an integer from 2 to {MAX_GRID}, got {text!r}")
     return torch.linspace(parts[0], parts[1], int(parts[2]))
 
 
 def _blind(args) -> int:
+    import math
+
     from .blind import BlindEstimator, DenoisingFamily, GaussianBlurFamily, MotionBlurFamily
 
     y = _read_image(args.image)
     img_size = tuple(y.shape[1:])
+    _check_fits(args.model, img_size)
     noise = _parse_grid(args.noise, "--noise")
     if args.family == "gaussian-blur":
         family = GaussianBlurFamily(img_size, widths=_parse_grid(args.widths, "--widths"), noise=noise)
@@ -224,6 +313,10 @@ def _blind(args) -> int:
         names = ["noise"]
     if args.family != "noise" and not isinstance(noise, float):
         names.append("noise")
+    size = math.prod(len(v) for v in family.grid.values())
+    if size > MAX_GRID:
+        raise UserError(f"the parameter grid has {size} points (the product of the COUNTs), more than {MAX_GRID}; "
+                        f"use coarser grids")
     model = _load_model(args.model)
     est = BlindEstimator(model, family, verbose=True)
     post = est.posterior(y)
@@ -254,8 +347,10 @@ def _blind(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(with_train: bool = True) -> argparse.ArgumentParser:
+    """The ``deepinv-energy`` parser; ``with_train=False`` leaves out the options of ``train``
+    (they need torch to build, so ``--help`` of everything else stays fast)."""
+    parser = _Parser(
         prog="deepinv-energy",
         description="Normalized energy models for linear inverse problems (a deepinv extension).",
     )
@@ -268,17 +363,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo.png", help="PNG figure path (default: demo.png)")
     p.add_argument("--model", default="fashion-mnist-28", help="bundled model name or a directory/JSON path")
     p.add_argument("--images", type=int, default=3, help="images per task (1-10, default 3)")
-    p.add_argument("--samples", type=int, default=4, help="posterior draws per image (default 4)")
-    p.add_argument("--levels", type=int, default=60, help="noise levels of the sampler (default 60)")
+    p.add_argument("--samples", type=_INT2, default=4, help="posterior draws per image (>= 2, default 4)")
+    p.add_argument("--levels", type=_INT2, default=60, help="noise levels of the sampler (>= 2, default 60)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=_INT0, default=0, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_demo)
 
     def model_and_sampler(q, levels=100):
         q.add_argument("--model", default="fashion-mnist-28", help="bundled model name or a path")
         q.add_argument("--sampler", default="pc", choices=["pc", "mala", "adaptive"],
                        help="predictor-corrector, Metropolis-adjusted, or energy-guided adaptive")
-        q.add_argument("--levels", type=int, default=levels, help="noise levels (pc, mala)")
+        q.add_argument("--levels", type=_INT2, default=levels, help="noise levels (pc, mala; >= 2)")
         q.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("restore", help="posterior mean and std for a measured image (sampling or one evaluation)",
@@ -289,11 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and --seed are then unused).")
     p.add_argument("image", help="measurement (grey PNG/JPEG or .npy, values in [0, 1] or [0, 255])")
     p.add_argument("--task", required=True, choices=["denoise", "gaussian-blur", "inpaint", "decimate"])
-    p.add_argument("--noise", type=float, default=0.01, help="measurement noise standard deviation")
-    p.add_argument("--blur-std", type=float, default=1.0, help="Gaussian blur width in pixels")
+    p.add_argument("--noise", type=_NONNEG, default=0.01, help="measurement noise standard deviation (>= 0)")
+    p.add_argument("--blur-std", type=_POS, default=1.0, help="Gaussian blur width in pixels (> 0)")
     p.add_argument("--mask", help="inpainting mask image (white = observed)")
-    p.add_argument("--factor", type=int, default=2, help="decimation factor")
-    p.add_argument("--samples", type=int, default=8, help="posterior draws")
+    p.add_argument("--factor", type=_INT1, default=2, help="decimation factor")
+    p.add_argument("--samples", type=_INT2, default=8, help="posterior draws (>= 2: the std needs two)")
     p.add_argument("--method", default="sample", choices=["sample", "mmse"],
                    help="sample: mean and std of posterior draws (default); mmse: one-evaluation posterior "
                         "mean and std (EnergyMMSE)")
@@ -302,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_restore)
 
     p = sub.add_parser("sample", help="unconditional samples of the model")
-    p.add_argument("--n", type=int, default=16, help="number of samples")
+    p.add_argument("--n", type=_INT1, default=16, help="number of samples")
     p.add_argument("--out", default="samples.png")
     model_and_sampler(p, levels=200)
     p.set_defaults(func=_sample)
@@ -317,8 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lengths", default="1:9:9", help="motion blur lengths START:STOP:COUNT (pixels)")
     p.add_argument("--angles", default="0:165:12", help="motion blur angles START:STOP:COUNT (degrees)")
     p.add_argument("--noise", default="0.01", help="noise level, or a grid START:STOP:COUNT to estimate it")
-    p.add_argument("--level", type=float, default=0.9, help="credible level")
-    p.add_argument("--samples", type=int, default=4, help="posterior draws of the restoration (0: none)")
+    p.add_argument("--level", type=arg_number(low=0, high=1, low_open=True, high_open=True), default=0.9,
+                   help="credible level, in (0, 1)")
+    p.add_argument("--samples", type=_INT0, default=4, help="posterior draws of the restoration (0: none; else >= 2)")
     p.add_argument("--model", default="fashion-mnist-28")
     p.add_argument("--out-prefix", default="blind")
     p.set_defaults(func=_blind)
@@ -326,33 +422,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="denoising PSNR and bits/dim of a model on a data split")
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist', an idx directory or 'folder:PATH'")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--n", type=int, default=512, help="number of images")
+    p.add_argument("--n", type=_INT1, default=512, help="number of images")
     p.add_argument("--noise", default="0.05,0.1,0.2,0.4", help="comma-separated noise levels")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_INT1, default=64)
     p.add_argument("--model", default="fashion-mnist-28")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_evaluate)
 
-    from .training import build_parser as train_options
-
     p = sub.add_parser("train", help="train an energy model (single process, or multi-process under torchrun)",
                        description="Anisotropic covariance score matching; resumable checkpoints (--resume), "
                                    "EMA, CSV log. Multi-process: torchrun --nproc_per_node=N -m deepinv_energy.cli train ...")
-    train_options(p)
+    if with_train:
+        from .training import build_parser as train_options
+
+        train_options(p)
     p.set_defaults(func=_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(with_train="train" in argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "blind" and args.samples == 1:
+        parser.exit(2, "deepinv-energy blind: error: --samples must be 0 or at least 2 (the std needs two draws)\n")
     try:
         return args.func(args)
-    except (UserError, FileNotFoundError) as err:
-        print(f"deepinv-energy {args.command}: error: {err}", file=sys.stderr)
+    except (UserError, ValueError, TypeError, OSError, FloatingPointError) as err:
+        # user errors and the library's checks (ValueError, UnsupportedPhysicsError (a TypeError), missing or
+        # unreadable files, a diverging sampler): one line on stderr, no traceback
+        msg = " ".join(str(err).split()) or type(err).__name__
+        print(f"deepinv-energy {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 
