@@ -362,7 +362,9 @@ class BlindEstimator:
         ``lam_weak`` count as observed with their true variance (see
         :func:`deepinv_energy.to_denoising_problem`); with the default 1e6, blur evidences on a
         6x6 mixture at the default ``lam_max`` are exact to 5e-12 nats, against 3e-2 when they are
-        treated as pure noise (``None``).
+        treated as pure noise (``None``). A learned model is then evaluated at variances above its
+        training range: with the bundled model (100 test images, Gaussian blur width within 10 %)
+        0.89 with either setting at noise 0.01, 0.71 against 0.74 with ``None`` at noise 0.05.
     :param bool verbose: progress bar.
 
     :Examples:
