@@ -192,7 +192,8 @@ def test_edm_weighting_closed_form(basis):
     """At F = 0 a fresh EnergyUNet is the diagonal Gaussian with the data variances v (its Tweedie
     denoiser is the Wiener filter), so for x at the data mean the whitened residual of coefficient
     i is -v_i/(v_i+lam_i) z_i: E[L_den] = mean_i v_i^2/(v_i+lam_i)^2 unweighted and
-    mean_i v_i/(v_i+lam_i) with the EDM weight 1 + lam_i/v_i (Monte Carlo, 20000 draws, 1 %)."""
+    mean_i v_i/(v_i+lam_i) with the EDM weight 1 + lam_i/v_i (Monte Carlo, 20000 draws, 1 %), and L_cov
+    (unweighted either way) its closed form below (3 %: z^4 terms): both are means over coefficients."""
     from deepinv_energy.models.unet import EnergyUNet
     from deepinv_energy.training.loss import denoising_weight
 
@@ -205,9 +206,14 @@ def test_edm_weighting_closed_form(basis):
     lv = math.log(10.0) * (4 * torch.rand(1, 1, 4, 4, generator=g, dtype=torch.float64) - 3)  # 1e-3 .. 10
     cov = Covariance(basis, lv.expand(n, 1, 4, 4).contiguous())
     v, lam = torch.exp(model.data_log_var(basis)), torch.exp(lv[0])
+    # L_cov: h = a/2 - a^2 z^2/2 with a = lam/(v+lam) (b = 0 at init), target (1 - z^2)/2, so
+    # E[(h - target)^2] = (a-1)^2/4 + (a-1)(1-a^2)/2 + 3(1-a^2)^2/4, averaged over coefficients
+    a = lam / (v + lam)
+    cov_expected = ((a - 1) ** 2 / 4 + (a - 1) * (1 - a**2) / 2 + 3 * (1 - a**2) ** 2 / 4).mean()
     for weighting, expected in (("none", (v**2 / (v + lam) ** 2).mean()), ("edm", (v / (v + lam)).mean())):
         out = covariance_score_matching_loss(model, x, cov, torch.Generator().manual_seed(1), weighting=weighting)
         assert abs(out["den"].item() / expected.item() - 1) < 0.01, (weighting, out["den"].item(), expected.item())
+        assert abs(out["cov"].item() / cov_expected.item() - 1) < 0.03, (out["cov"].item(), cov_expected.item())
     torch.testing.assert_close(denoising_weight(model, cov, "edm")[0], 1 + lam / v)
     with pytest.raises(ValueError, match="weighting"):
         denoising_weight(model, cov, "snr")
