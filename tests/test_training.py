@@ -303,6 +303,8 @@ def test_resume_is_bit_for_bit(tmp_path):
     (tmp_path / "part" / "checkpoint.pt").write_bytes(b"garbage")
     again = Trainer(_tiny_cfg(tmp_path / "part"))
     assert again.try_resume() and again.step == 4
+    again.fit(max_steps=1, progress=False)  # a resumed run continues (and replaces its own checkpoint)
+    assert again.step == 5
     with pytest.raises(ValueError, match="width"):
         Trainer(_tiny_cfg(tmp_path / "part", width=8)).try_resume()
 

@@ -347,6 +347,7 @@ class Trainer:
                 continue
             self._check_compatible(ck)
             self.load_state(ck)
+            self._started = True  # resumed: continuing this run is what overwrites its checkpoints
             if self.rank == 0:
                 print(f"[deepinv-energy] resumed from {path} at step {self.step}", file=sys.stderr, flush=True)
             return True
