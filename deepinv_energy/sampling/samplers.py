@@ -589,7 +589,7 @@ class AdaptiveSampler(_EnergySampler):
     given the path chosen so far is no longer distributed as the level's target: the draws can be
     biased even for small steps and an exact energy (a held-out check on a bimodal mixture
     posterior put 0.66 / 0.33 on modes of exact weight 0.60 / 0.40, whatever the tolerance), while
-    on other mixtures the bias stays within Monte Carlo error (|z| of the mean below 3 at 2000
+    on other mixtures the bias stays within Monte Carlo error (:math:`|z|` of the mean below 3 at 2000
     draws, ``tests/test_sampling.py``). Treat it as an approximate sampler.
 
     Two rules for :math:`\delta_i`, both from the covariance score :math:`h` of the same evaluation:
