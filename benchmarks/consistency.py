@@ -107,7 +107,8 @@ def evaluate_model(model, exact, x, seed: int = 0) -> dict:
     res = {}
     g = torch.Generator().manual_seed(seed)
     for name, physics in tasks(tuple(x.shape[1:]), seed).items():
-        y = physics.A(x.double()) + 0.02 * torch.randn(physics.A(x.double()).shape, generator=g, dtype=torch.float64)
+        ax = physics.A(x.double())
+        y = ax + 0.02 * torch.randn(ax.shape, generator=g, dtype=torch.float64)
         if isinstance(physics, dinv.physics.Inpainting):
             y = y * physics.mask  # deepinv masks the noise of inpainting too
         inv = exact.measurement_posterior(y, physics).mean()

@@ -134,8 +134,10 @@ class Covariance:
         return Covariance(self.basis, log_var)
 
     def to(self, *args, **kwargs) -> "Covariance":
-        """Move or cast the log-variances (same arguments as :meth:`torch.Tensor.to`)."""
-        return Covariance(self.basis, self.log_var.to(*args, **kwargs))
+        """Move or cast the log-variances (same arguments as :meth:`torch.Tensor.to`); ``self`` when
+        nothing changes (no new validation on the evaluation path)."""
+        lv = self.log_var.to(*args, **kwargs)
+        return self if lv is self.log_var else Covariance(self.basis, lv)
 
     def __repr__(self) -> str:
         return f"Covariance(basis={self.basis!r}, shape={tuple(self.shape)})"
