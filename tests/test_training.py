@@ -434,18 +434,22 @@ def test_cli_parser():
     assert cfg.steps == 5 and cfg.w_cov == 0.5 and cfg.families == ["box", "mask"] and args.resume
 
 
+DDP_CFG = dict(data="gmm:1,4,4,2,0,256", steps=3, batch_size=8, width=4, depth=1, ckpt_every=10, warmup=1, seed=5,
+               lr=1e-3, grad_clip=0.0, ema_decay=0.9, log_every=1)
+
 DDP_SCRIPT = textwrap.dedent(
-    """
+    f"""
     import os, sys, torch
     from deepinv_energy.training.trainer import Trainer, TrainConfig
     torch.set_num_threads(1)
     out = sys.argv[1]
-    cfg = TrainConfig(data="gmm:1,4,4,2,0,256", out=out, steps=3, batch_size=8, width=4, depth=1,
-                      ckpt_every=10, warmup=1, seed=5)
+    cfg = TrainConfig(out=out, **{DDP_CFG!r})
     tr = Trainer(cfg)
     tr.fit(progress=False)
     flat = torch.cat([p.detach().reshape(-1) for p in tr.model.parameters()])
-    torch.save(flat, os.path.join(out, f"params_rank{tr.rank}.pt"))
+    grad = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1)
+                      for p in tr.model.parameters()])
+    torch.save({{"params": flat, "grad": grad}}, os.path.join(out, f"params_rank{{tr.rank}}.pt"))
     assert tr.world == 2 and tr.local_batch == 4
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
@@ -453,7 +457,44 @@ DDP_SCRIPT = textwrap.dedent(
 )
 
 
-def test_ddp_two_gloo_processes(tmp_path):
+def _one_process_reference(out, monkeypatch):
+    """The same 3 steps in one process on the same global batch of 8: the library's train_step, with
+    the loss of the batch taken as the mean of the two ranks' shard losses, each shard (indices
+    rank::2 of the global batch) with the covariances and noise that rank draws (generator seeded by
+    (seed, step, rank)). Its gradients are the mean of the shards' gradients by definition."""
+    from deepinv_energy.training import trainer as trainer_module
+
+    loss_fn = trainer_module.covariance_score_matching_loss
+    ref = Trainer(TrainConfig(out=str(out), **DDP_CFG))
+    assert ref.world == 1
+
+    def global_batch_loss(model, x, covs, generator=None, **kw):
+        outs = []
+        for rank in range(2):
+            gen = torch.Generator().manual_seed(trainer_module._step_seed(ref.cfg.seed, ref.step, rank))
+            xr = x[rank::2]
+            outs.append(loss_fn(model, xr, ref.dist.sample(xr.shape[0], ref.shape, generator=gen), generator=gen, **kw))
+        return {k: (outs[0][k] + outs[1][k]) / 2 for k in ("loss", "den", "cov")}
+
+    monkeypatch.setattr(trainer_module, "covariance_score_matching_loss", global_batch_loss)
+    ref.fit(progress=False)
+    return ref
+
+
+def _log_columns(path):
+    rows = [line.split(",") for line in path.read_text().strip().splitlines()]
+    header = rows[0]
+    return {name: [float(r[header.index(name)]) for r in rows[1:]] for name in ("step", "loss", "grad_norm")}
+
+
+def test_ddp_two_gloo_processes(tmp_path, monkeypatch):
+    """Two gloo processes train exactly like one process on the same global batch: the replicas
+    agree, and gradients, logged gradient norms and losses, weights and EMA weights after 3 steps
+    equal the one-process run's (same seed, the union of the two shards is the global batch) to
+    float32 round-off. Adam is invariant to a constant scale of the gradients but for its eps, so the
+    weights alone barely tell a sum of the ranks' gradients from their mean (measured: 6e-4 apart
+    after 3 steps): the gradients (grad_clip=0, so p.grad is the all-reduced gradient) and their
+    logged norms do (a sum doubles them)."""
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "run"
@@ -463,13 +504,27 @@ def test_ddp_two_gloo_processes(tmp_path):
         capture_output=True, text=True, timeout=180, env=env,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    p0 = torch.load(out / "params_rank0.pt", weights_only=True)
-    p1 = torch.load(out / "params_rank1.pt", weights_only=True)
-    assert torch.equal(p0, p1)  # gradients were averaged: the replicas stay identical
+    r0 = torch.load(out / "params_rank0.pt", weights_only=True)
+    r1 = torch.load(out / "params_rank1.pt", weights_only=True)
+    assert torch.equal(r0["params"], r1["params"]) and torch.equal(r0["grad"], r1["grad"])  # the replicas agree
     ck = load_checkpoint(str(out / "checkpoint.pt"))
     assert ck["step"] == 3 and ck["world_size"] == 2
     flat = torch.cat([ck["model"][name].reshape(-1) for name, _ in tr_param_names(ck)])
-    assert torch.equal(flat, p0)  # rank 0 saved the shared weights
+    assert torch.equal(flat, r0["params"])  # rank 0 saved the shared weights
+
+    ref = _one_process_reference(tmp_path / "ref", monkeypatch)
+    grad = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in ref.model.parameters()])
+    torch.testing.assert_close(r0["grad"], grad, rtol=1e-4, atol=1e-6)
+    # Adam divides by |g|: a weight whose gradient is near round-off moves by a round-off-sized fraction of lr
+    # per step (measured: 6e-6 at most, lr = 1e-3); 5e-5 is 2 % of the largest possible move (3 lr)
+    torch.testing.assert_close(r0["params"], torch.cat([p.detach().reshape(-1) for p in ref.model.parameters()]),
+                               rtol=1e-4, atol=5e-5)
+    for name, p in ref.ema.state_dict().items():
+        torch.testing.assert_close(ck["ema"][name], p, rtol=1e-4, atol=5e-5, msg=name)
+    two, one = _log_columns(out / "log.csv"), _log_columns(tmp_path / "ref" / "log.csv")
+    assert two["step"] == one["step"] == [1.0, 2.0, 3.0]
+    for key in ("loss", "grad_norm"):  # logged with 6 and 4 significant digits
+        torch.testing.assert_close(torch.tensor(two[key]), torch.tensor(one[key]), rtol=2e-3, atol=0, msg=key)
 
 
 def tr_param_names(ck):
