@@ -137,6 +137,20 @@ class SamplerOutput:
         """(B, C, H, W) posterior mean estimate (average of the draws)."""
         return self.x.mean(0)
 
+    def drop_leading(self, k: int) -> "SamplerOutput":
+        """The output without its first ``k`` draws per measurement (e.g. pilot chains)."""
+        if k == 0:
+            return self
+        b = self.x.shape[1]
+        d = self.diagnostics
+        cols = slice(k * b, None)
+        diag = SamplerDiagnostics(
+            nfe=d.nfe, nfe_per_chain=d.nfe_per_chain[cols], energy_trace=d.energy_trace[:, cols],
+            log_variance_trace=d.log_variance_trace[:, cols], acceptance=d.acceptance[:, cols],
+            step_size=d.step_size[:, cols],
+        )
+        return SamplerOutput(self.x[k:], self.y[k:], self.lam[k:], self.variance[k:], self.basis, diag)
+
     def var(self) -> torch.Tensor:
         r"""(B, C, H, W) per-pixel posterior variance by the law of total variance:
         sample variance of the draws plus the mean of :math:`\operatorname{Var}[x \mid y_K]`."""
@@ -417,6 +431,7 @@ def run_adaptive(
     out_dtype,
     *,
     decrement: Callable,
+    pilots: int,
     max_steps: int,
     n_corrector: int,
     mh: bool,
@@ -427,7 +442,25 @@ def run_adaptive(
     verbose: bool = False,
 ) -> SamplerOutput:
     r"""Energy-guided per-coefficient schedule: :math:`\log\lambda \leftarrow \max(\log\lambda - \delta, \log\lambda_{\mathrm{floor}})`
-    with :math:`\delta` = ``decrement(ev, lam)``, then the reverse step with :math:`D = \lambda_{\mathrm{old}} - \lambda_{\mathrm{new}}`."""
+    with :math:`\delta` = ``decrement(ev, lam, pilots)``, then the reverse step with :math:`D = \lambda_{\mathrm{old}} - \lambda_{\mathrm{new}}`.
+
+    ``chains`` holds ``n + pilots`` draws per measurement (draw-major). The first ``pilots`` draws
+    are pilot chains: ``decrement`` sees only their evaluations and returns one decrement per
+    measurement, so every chain of a measurement follows the same path of covariances, which is
+    independent of the ``n`` returned chains (the pilots use their own noise and are discarded).
+    Given the path, each returned chain is a reverse diffusion along a fixed covariance path: exact
+    as the steps go to zero, like a fixed schedule.
+    """
+    n_tot = n + pilots
+    b = chains.n_chains // n_tot
+    n_pilot_rows = pilots * b
+
+    def share(t):  # (B, ...) per measurement -> (N, ...) per chain
+        return t.repeat(n_tot, *([1] * (t.ndim - 1)))
+
+    def pilot_eval(ev):
+        return _Eval(ev.u[:n_pilot_rows], ev.gc[:n_pilot_rows], ev.h[:n_pilot_rows])
+
     lam = torch.clamp(chains.lam_obs, max=sigma_max**2)
     floor = torch.clamp(chains.lam_obs, max=sigma_min**2)
     c = chains.start(lam)
@@ -446,8 +479,9 @@ def run_adaptive(
         eta = torch.stack(etas).mean(0) if etas else nan
         chains.record(ev, lam, acc, eta, done=done if k > 0 else None)
         if level_callback is not None:
-            level_callback({"level": k, "y": basis_transform(c, chains.basis), "lam": lam, "energy": ev.u,
-                            "acceptance": acc, "nfe": chains.nfe})
+            r = slice(n_pilot_rows, None)  # the returned chains only
+            level_callback({"level": k, "y": basis_transform(c[r], chains.basis), "lam": lam[r], "energy": ev.u[r],
+                            "acceptance": acc[r], "nfe": chains.nfe})
         done = (lam <= floor).flatten(1).all(1)
         if bool(done.all()):
             break
@@ -456,7 +490,7 @@ def run_adaptive(
                 f"the adaptive schedule did not reach sigma_min within max_steps={max_steps} steps; "
                 "increase max_steps, gamma or min_decrease."
             )
-        delta = decrement(ev, lam)
+        delta = share(decrement(pilot_eval(ev), lam[:n_pilot_rows], pilots))
         lam_new = torch.maximum(lam * torch.exp(-delta), floor)
         lam_new = torch.where(lam_new <= floor * (1 + 1e-12), floor, lam_new)
         c = chains.predictor(c, ev, lam, lam_new)
@@ -464,4 +498,4 @@ def run_adaptive(
         ev = chains.evaluate(c, lam, active=~done)
         bar.update(1)
     bar.close()
-    return chains.finish(c, ev, lam, n, out_dtype)
+    return chains.finish(c, ev, lam, n_tot, out_dtype).drop_leading(pilots)

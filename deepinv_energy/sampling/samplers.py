@@ -120,6 +120,8 @@ class EnergySamplingIterator(SamplingIterator):
         self._generator: torch.Generator | None = None
         self._remaining = None
         self._level_callback = None
+        #: extra chains per measurement run alongside the returned ones and discarded (see :class:`AdaptiveSampler`).
+        self.pilots = 0
 
     # ------------------------------------------------------------------ problems
     def problem(self, model, y: torch.Tensor, physics) -> DenoisingProblem:
@@ -158,7 +160,7 @@ class EnergySamplingIterator(SamplingIterator):
                      level_callback=None, verbose=False) -> SamplerOutput:
         """``n`` draws for every element of a :class:`DenoisingProblem`."""
         n = _positive("n", n, integer=True)
-        chains = Chains(model, problem, n, generator, problem.x_tilde.dtype)
+        chains = Chains(model, problem, n + self.pilots, generator, problem.x_tilde.dtype)
         with torch.no_grad():
             return self.run(chains, n, out_dtype, level_callback=level_callback, verbose=verbose)
 
@@ -235,10 +237,11 @@ class AdaptiveIterator(PredictorCorrectorIterator):
         rule: str = "error",
         tolerance: float = 0.05,
         gamma: float = 1.0,
-        min_decrease: float = 0.05,
-        max_decrease: float = 2.0,
+        min_decrease: float | None = None,
+        max_decrease: float | None = None,
         max_steps: int = 2000,
         n_corrector: int = 0,
+        pilots: int = 1,
         **kwargs,
     ):
         for name, v in (("sigma_max", sigma_max), ("sigma_min", sigma_min)):
@@ -256,28 +259,39 @@ class AdaptiveIterator(PredictorCorrectorIterator):
         self.rule = rule
         self.tolerance = _positive("tolerance", tolerance)
         self.gamma = _positive("gamma", gamma)
-        self.min_decrease = _positive("min_decrease", min_decrease)
-        self.max_decrease = _positive("max_decrease", max_decrease)
+        # the step bounds scale with the rule's step parameter, so that every step goes to zero with it
+        scale = self.tolerance / 0.05 if rule == "error" else self.gamma
+        self.min_decrease = 0.05 * scale if min_decrease is None else _positive("min_decrease", min_decrease)
+        self.max_decrease = 2.0 * scale if max_decrease is None else _positive("max_decrease", max_decrease)
         if self.min_decrease > self.max_decrease:
             raise ValueError(
-                f"need min_decrease <= max_decrease, got min_decrease={min_decrease}, max_decrease={max_decrease}."
+                f"need min_decrease <= max_decrease, got min_decrease={self.min_decrease:g}, max_decrease={self.max_decrease:g}."
             )
         self.max_steps = _positive("max_steps", max_steps, integer=True)
+        self.pilots = _positive("pilots", pilots, integer=True)
 
-    def decrement(self, ev, lam: torch.Tensor) -> torch.Tensor:
-        r"""Decrease :math:`\delta_i` of :math:`\log\lambda_i` for the next step."""
+    def decrement(self, ev, lam: torch.Tensor, pilots: int) -> torch.Tensor:
+        r"""Decrease :math:`\delta` of :math:`\log\lambda` for the next step, one per measurement.
+
+        :param ev: evaluations of the pilot chains, ``pilots * B`` rows (draw-major).
+        :param torch.Tensor lam: (pilots * B, C, H, W) their level variances (equal across pilots).
+        :return: (B, C, H, W) decrements, from the pilots' mean statistic.
+        """
+        def mean(t):
+            return t.reshape(pilots, -1, *t.shape[1:]).mean(0)
+
         if self.rule == "covariance_score":
-            delta = self.gamma * ev.h.abs()
+            delta = self.gamma * mean(ev.h.abs())
         else:
-            s = (2 * ev.h + lam * ev.gc**2).clamp(1e-6, 1.0)  # 1 - Var[eps_i | y]
-            delta = self.tolerance / (s * torch.sqrt((1 - s).clamp(min=1e-6)))
+            s = mean(2 * ev.h + lam * ev.gc**2)  # 1 - Var[eps_i | y], averaged over the pilots
+            delta = self.tolerance / (s.abs().clamp(1e-6, 1.0) * torch.sqrt((1 - s).clamp(min=1e-6)))
         return delta.clamp(self.min_decrease, self.max_decrease)
 
     def run(self, chains, n, out_dtype, level_callback=None, verbose=False):
         chains.second_order = self.predictor == "covariance"
         return run_adaptive(chains, self.sigma_max, self.sigma_min, n, out_dtype, decrement=self.decrement,
-                            max_steps=self.max_steps, level_callback=level_callback, verbose=verbose,
-                            **self._corrector_kwargs())
+                            pilots=self.pilots, max_steps=self.max_steps, level_callback=level_callback,
+                            verbose=verbose, **self._corrector_kwargs())
 
 
 # ---------------------------------------------------------------------------------------- samplers
@@ -582,22 +596,36 @@ class AdaptiveSampler(_EnergySampler):
         \qquad \delta_i = \operatorname{clip}(\cdot, \delta_{\min}, \delta_{\max}),
 
     and takes the reverse step of :class:`PredictorCorrectorSampler` with
-    :math:`D = \lambda^{\mathrm{old}} - \lambda^{\mathrm{new}}`. A chain stops when every coefficient
-    is at its floor; the per-chain number of evaluations (NFE) is in :attr:`diagnostics`. A
-    decreasing path of covariances that is fixed in advance (or depends only on the measurement)
-    is exact in the small-step limit. This path depends on each chain's state, and then the state
-    given the path chosen so far is no longer distributed as the level's target: the draws can be
-    biased even for small steps and an exact energy (a held-out check on a bimodal mixture
-    posterior put 0.66 / 0.33 on modes of exact weight 0.60 / 0.40, whatever the tolerance), while
-    on other mixtures the bias stays within Monte Carlo error (:math:`|z|` of the mean below 3 at 2000
-    draws, ``tests/test_sampling.py``). Treat it as an approximate sampler.
+    :math:`D = \lambda^{\mathrm{old}} - \lambda^{\mathrm{new}}`. The run stops when every coefficient
+    is at its floor; the number of evaluations (NFE) is in :attr:`diagnostics`.
+
+    **One path per measurement, from pilot chains.** A decreasing path of covariances that is fixed
+    in advance is exact in the small-step limit, but a path chosen from a chain's *own* state is
+    not: the state given the path chosen so far is no longer distributed as the level's target,
+    and the draws are biased even for small steps (a held-out check on a bimodal mixture posterior
+    put 0.66 / 0.33 on modes of exact weight 0.60 / 0.40, whatever the tolerance). So the
+    decrements are computed from ``pilots`` extra chains per measurement, run in the same batch
+    with their own noise and discarded, and every returned chain of that measurement follows their
+    path (the mean of their statistics below). Given the path, each returned chain is a reverse
+    diffusion along a path independent of it: exact as the steps go to zero. The price is
+    ``pilots`` extra chains per batched run, and that the ``n`` draws of one measurement share one
+    path: their discretization errors are correlated (averages over the draws converge to the
+    posterior as the tolerance goes to zero, not as ``n`` grows at fixed tolerance; a new path is
+    drawn for every batch of ``parallel`` draws in :meth:`sample`).
+
+    By default the bounds are proportional to the step parameter, :math:`\delta_{\min} = \varepsilon`
+    and :math:`\delta_{\max} = 40\,\varepsilon` (:math:`0.05\gamma` and :math:`2\gamma` for the
+    paper's rule), so every step goes to zero with it and the
+    error falls with the tolerance like a fixed schedule's falls with the number of levels
+    (``tests/test_sampling.py`` checks it on a bimodal mixture posterior).
 
     Two rules for :math:`\delta_i`, both from the covariance score :math:`h` of the same evaluation:
 
     * ``rule="covariance_score"`` (the paper's): :math:`\delta_i = \gamma |h_i|`.
     * ``rule="error"`` (default): :math:`\delta_i = \varepsilon / (s_i \sqrt{1 - s_i})` with
       :math:`s_i = 1 - \operatorname{Var}[\varepsilon_i \mid y] = 2h_i + \lambda_i (V^\top g)_i^2`
-      (identity 3). For a Gaussian coefficient with prior variance :math:`c`,
+      (identity 3), averaged over the pilots (:math:`|s_i|` is used: between modes of a posterior
+      :math:`s_i < 0` is legitimate, and the step must not jump to :math:`\delta_{\max}` there). For a Gaussian coefficient with prior variance :math:`c`,
       :math:`s = \lambda / (\lambda + c)`; the Euler step's excess variance, propagated to the
       final draw, is :math:`\delta^2 s^2 (1 - s)` relative to :math:`c`, so this rule equalizes the
       error per step (tolerance :math:`\varepsilon^2`) and minimizes the total error at a given
@@ -607,17 +635,17 @@ class AdaptiveSampler(_EnergySampler):
       ``benchmarks/sampler_exactness.py`` measures both against fixed schedules.
 
     The error rule trusts the model's posterior variance :math:`1 - s_i`. Where a learned energy
-    puts :math:`s_i` outside :math:`(0, 1)` (a negative variance, or one above the prior's), the
-    clipped :math:`s_i` makes the step jump to :math:`\delta_{\max}` whatever the tolerance, and
-    lowering the tolerance stops improving the draws. With the bundled model this happens for part
-    of the coefficients at every step. Capping the step (``max_decrease=0.3``) gains 3.4 to 3.8 dB
-    on inpainting and deblurring, but the draws still stop improving with the budget, below the
+    puts :math:`s_i` near 0 or above 1 (a negative variance), the clipped :math:`s_i` makes the step
+    jump to :math:`\delta_{\max}`. With the bundled model this happens for part of the coefficients
+    at every step. Capping the step (``max_decrease=0.3``, measured before the pilot path and the
+    tolerance-proportional bounds) gains 3.4 to 3.8 dB on inpainting and deblurring, but the draws
+    still stop improving with the budget, below the
     fixed schedules (``benchmarks/results/nfe.md``): with learned models, prefer
     :class:`PredictorCorrectorSampler` with ``predictor="covariance"``.
 
-    Corrector steps (``n_corrector > 0``) are available but off by default: with a state-dependent
-    path, the conditional law of :math:`y` given the chosen :math:`\Lambda` is not the level target
-    :math:`\pi_\Lambda`, so a corrector may add a (small) bias that the predictor alone does not have.
+    Corrector steps (``n_corrector > 0``) are available but off by default; since the path does
+    not depend on the returned chains, a Metropolis-adjusted corrector leaves their level target
+    :math:`\pi_\Lambda` invariant.
 
     :param deepinv_energy.EnergyModel model: energy model.
     :param float sigma_max: start level of the unobserved coefficients.
@@ -625,9 +653,12 @@ class AdaptiveSampler(_EnergySampler):
     :param str rule: ``"error"`` or ``"covariance_score"``.
     :param float tolerance: :math:`\varepsilon > 0` of ``rule="error"``.
     :param float gamma: :math:`\gamma > 0` of ``rule="covariance_score"``.
-    :param float min_decrease: :math:`\delta_{\min} > 0` (guarantees termination).
-    :param float max_decrease: :math:`\delta_{\max} \geq \delta_{\min}`.
-    :param int max_steps: error if a chain has not reached its floor after this many steps.
+    :param float min_decrease: :math:`\delta_{\min} > 0` (guarantees termination); default
+        proportional to the tolerance (or ``gamma``), 0.05 at the default tolerance.
+    :param float max_decrease: :math:`\delta_{\max} \geq \delta_{\min}`; default proportional to
+        the tolerance (or ``gamma``), 2 at the default tolerance.
+    :param int max_steps: error if the path has not reached its floor after this many steps.
+    :param int pilots: pilot chains per measurement that choose the path (discarded).
     :param kwargs: ``n_corrector``, ``snr``, ``step_size``, ``temperature``, ``mh``, ``predictor``,
         ``n_samples``, ``parallel``, ``lam_min``, ``lam_max``, ``fill``, ``callback``,
         ``level_callback``, ``history_size``, ``verbose`` as in :class:`PredictorCorrectorSampler`.
@@ -656,9 +687,10 @@ class AdaptiveSampler(_EnergySampler):
         rule: str = "error",
         tolerance: float = 0.05,
         gamma: float = 1.0,
-        min_decrease: float = 0.05,
-        max_decrease: float = 2.0,
+        min_decrease: float | None = None,
+        max_decrease: float | None = None,
         max_steps: int = 2000,
+        pilots: int = 1,
         n_corrector: int = 0,
         snr: float = 0.15,
         step_size: float | None = None,
@@ -677,7 +709,7 @@ class AdaptiveSampler(_EnergySampler):
     ):
         iterator = AdaptiveIterator(
             sigma_max=sigma_max, sigma_min=sigma_min, rule=rule, tolerance=tolerance, gamma=gamma,
-            min_decrease=min_decrease, max_decrease=max_decrease, max_steps=max_steps, n_corrector=n_corrector,
+            min_decrease=min_decrease, max_decrease=max_decrease, max_steps=max_steps, pilots=pilots, n_corrector=n_corrector,
             snr=snr, step_size=step_size, temperature=temperature, mh=mh, predictor=predictor, parallel=parallel,
             lam_min=lam_min, lam_max=lam_max, fill=fill,
         )
