@@ -36,10 +36,12 @@ import math
 import pathlib
 import time
 
+import deepinv as dinv
 import torch
 
 from deepinv_energy import Covariance, EnergyDenoiser, EnergyUNet, UNetDenoiser
 from deepinv_energy.data import load_images
+from deepinv_energy.models.base import bits_per_dim
 from deepinv_energy.training import CovarianceDistribution
 from deepinv_energy.training.distribution import ALL_FAMILIES, DEFAULT_HOLDOUT, HARTLEY_FAMILIES, PIXEL_FAMILIES
 from deepinv_energy.training.loss import covariance_score_matching_loss
@@ -51,7 +53,7 @@ NOISES = (0.05, 0.1, 0.2, 0.4)
 
 def psnr(a, b):
     """Mean over images of the per-image PSNR (peak 1)."""
-    return (-10 * torch.log10(((a - b) ** 2).flatten(1).mean(1))).mean().item()
+    return dinv.metric.PSNR(reduction="mean")(a, b).item()
 
 
 def batched(fn, *tensors, batch=250):
@@ -80,14 +82,14 @@ def gaussian_nll_bits(train, test_deq, smoothing_var=1e-6, seed=1):
     c = torch.cov(xt.T) + smoothing_var * torch.eye(xt.shape[1], dtype=torch.float64)
     dist = torch.distributions.MultivariateNormal(mu, covariance_matrix=c)
     d = xt.shape[1]
-    return -dist.log_prob(test_deq.double().flatten(1)) / (d * math.log(2)) + 8
+    return bits_per_dim(-dist.log_prob(test_deq.double().flatten(1)), d)
 
 
 def model_nll_bits(model, deq, var=1e-6):
     d = deq[0].numel()
     with torch.no_grad():
         u = batched(lambda b: model.energy(b, Covariance.isotropic(var, b)).double(), deq)
-    return u / (d * math.log(2)) + 8
+    return bits_per_dim(u, d)
 
 
 def _energy_and_tweedie(model, y, cov):
@@ -113,8 +115,6 @@ def basis_consistency(model, x, seed=2):
 
 
 def calibration(model, x, seed=3):
-    import deepinv as dinv
-
     from deepinv_energy import to_denoising_problem
 
     H, W = x.shape[-2:]

@@ -6,7 +6,7 @@ import argparse
 import math
 from numbers import Integral, Real
 
-__all__ = ["check_number", "arg_number"]
+__all__ = ["check_number", "arg_number", "check_variance_range"]
 
 
 def _describe(integer, low, high, low_open, high_open) -> str:
@@ -32,6 +32,12 @@ def check_number(name: str, value, *, integer: bool = False, low=None, high=None
     if not ok:
         raise ValueError(f"{name} must be {_describe(integer, low, high, low_open, high_open)}, got {value!r}.")
     return int(value) if integer else float(value)
+
+
+def check_variance_range(lam_min, lam_max) -> None:
+    """Raise a ``ValueError`` unless ``0 < lam_min < lam_max < inf`` (the variance range of a problem)."""
+    if not (0 < lam_min < lam_max) or not math.isfinite(lam_max):
+        raise ValueError(f"need 0 < lam_min < lam_max < inf, got lam_min={lam_min}, lam_max={lam_max}.")
 
 
 def arg_number(integer: bool = False, **bounds):

@@ -57,10 +57,12 @@ def _check_fits(name, shape, what="image"):
 def _evaluate(args) -> int:
     import math
 
+    import deepinv as dinv
     import torch
 
     from .covariance import Covariance
     from .data import load_images
+    from .models.base import bits_per_dim
 
     try:
         noises = [float(v) for v in args.noise.split(",")]
@@ -80,22 +82,23 @@ def _evaluate(args) -> int:
     model = _load_model(args.model)
     g = torch.Generator().manual_seed(args.seed)
     d = x[0].numel()
+    psnr = dinv.metric.PSNR(reduction="sum")  # peak 1; summed over images, averaged below
     print(f"{len(x)} images from {args.data} ({args.split}), model {args.model}")
     for s in noises:
-        se, se_in = 0.0, 0.0
+        out_db, in_db = 0.0, 0.0
         for xb in x.split(args.batch_size):
             y = xb + s * torch.randn(xb.shape, generator=g)
             den = model.denoise(y, Covariance.isotropic(s**2, y)).clamp(0, 1)
-            se += ((den - xb) ** 2).flatten(1).mean(1).log10().sum().item()
-            se_in += ((y - xb) ** 2).flatten(1).mean(1).log10().sum().item()
-        print(f"denoising  noise {s:<6g} input {-10 * se_in / len(x):6.2f} dB  output {-10 * se / len(x):6.2f} dB")
+            out_db += psnr(den, xb).item()
+            in_db += psnr(y, xb).item()
+        print(f"denoising  noise {s:<6g} input {in_db / len(x):6.2f} dB  output {out_db / len(x):6.2f} dB")
     bits = {"pixel": [], "hartley": []}
     for xb in x.split(args.batch_size):
         deq = xb + torch.rand(xb.shape, generator=g) / 256  # uniform dequantization
         with torch.no_grad():
             for basis, out in bits.items():
                 u = model.energy(deq, Covariance.isotropic(1e-6, deq, basis=basis)).double()
-                out.append(u / (d * math.log(2)) + 8)
+                out.append(bits_per_dim(u, d))
     nll = {basis: torch.cat(v).mean().item() for basis, v in bits.items()}
     print(f"NLL {nll['pixel']:.3f} bits/dim in the pixel basis, {nll['hartley']:.3f} in the Hartley basis "
           f"(isotropic variance 1e-6, i.e. sigma=1e-3 smoothing; uniform dequantization; +8 bits for 256 levels)")

@@ -8,16 +8,35 @@ own FFT bookkeeping.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
-__all__ = ["Covariance", "hartley", "basis_transform", "BASES"]
+__all__ = ["Covariance", "hartley", "basis_transform", "check_image", "BASES"]
 
 #: Names of the supported bases.
 BASES = ("pixel", "hartley")
 
 #: Largest dimension for which :meth:`Covariance.dense` builds a matrix.
 MAX_DENSE_DIM = 4096
+
+
+def _check_tensor(t, name: str, allow_empty: bool) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}.")
+    if t.ndim != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(t.shape)}.")
+    if not allow_empty and t.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(t.shape)}); give at least one image.")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {t.dtype}.")
+
+
+def check_image(y: torch.Tensor, name: str = "y") -> None:
+    """Raise a clear error unless ``y`` is a finite floating (B, C, H, W) tensor with B >= 1."""
+    _check_tensor(y, name, allow_empty=False)
+    if not torch.isfinite(y.detach()).all():
+        raise ValueError(f"{name} contains NaN or inf.")
 
 
 def hartley(x: torch.Tensor) -> torch.Tensor:
@@ -82,14 +101,7 @@ class Covariance:
     def __init__(self, basis: str, log_var: torch.Tensor):
         if basis not in BASES:
             raise ValueError(f"basis must be one of {BASES}, got {basis!r}.")
-        if not isinstance(log_var, torch.Tensor):
-            raise TypeError(f"log_var must be a torch.Tensor, got {type(log_var).__name__}.")
-        if log_var.ndim != 4:
-            raise ValueError(
-                f"log_var must have shape (B, C, H, W), got {tuple(log_var.shape)}."
-            )
-        if not log_var.is_floating_point():
-            raise TypeError(f"log_var must be a floating tensor, got {log_var.dtype}.")
+        _check_tensor(log_var, "log_var", allow_empty=True)
         if not torch.isfinite(log_var.detach()).all():
             raise ValueError("log_var must be finite (no NaN or inf).")
         self.basis = basis
@@ -113,6 +125,34 @@ class Covariance:
             raise ValueError("var must be positive.")
         log_var = torch.log(var).reshape(-1, 1, 1, 1).expand(like.shape)
         return cls(basis, log_var.contiguous())
+
+    @classmethod
+    def from_sigma(cls, sigma, like: torch.Tensor, lam_min: float | None = None,
+                   basis: str = "pixel") -> "Covariance":
+        r"""Isotropic covariance :math:`\sigma^2 I` from a noise standard deviation, as deepinv passes it.
+
+        :param float | torch.Tensor sigma: a number or a (B,) tensor, finite and non-negative; a
+            number is taken in ``like``'s dtype, a floating tensor keeps its own for the square.
+        :param torch.Tensor like: image batch (B, C, H, W) giving shape, dtype and device.
+        :param float lam_min: variances below it are raised to it, with a warning (``None``: no
+            floor, and :math:`\sigma` must then be positive).
+        :param str basis: basis the covariance is expressed in.
+        :raises ValueError: naming ``sigma`` and the accepted values.
+        """
+        if not (isinstance(sigma, torch.Tensor) and sigma.is_floating_point()):
+            sigma = torch.as_tensor(sigma, dtype=like.dtype)
+        sigma = sigma.to(like.device).reshape(-1)
+        if sigma.numel() not in (1, like.shape[0]):
+            raise ValueError(
+                f"sigma must be a float or a tensor of shape ({like.shape[0]},), got {sigma.numel()} values."
+            )
+        if not torch.isfinite(sigma).all() or (sigma < 0).any():
+            raise ValueError("sigma must be finite and non-negative.")
+        var = sigma.expand(like.shape[0]) ** 2
+        if lam_min is not None and (var < lam_min).any():
+            warnings.warn(f"sigma below sqrt(lam_min)={lam_min ** 0.5:.2g} is raised to it.", stacklevel=3)
+            var = var.clamp(min=lam_min)
+        return cls.isotropic(var, like, basis)
 
     # ------------------------------------------------------------------ properties
     @property

@@ -2,13 +2,11 @@ r"""The energy model as a deepinv denoiser."""
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from deepinv.models import Denoiser
 
-from .covariance import Covariance
-from .models.base import EnergyModel, check_image, work_dtype
+from .covariance import Covariance, check_image
+from .models.base import EnergyModel, work_dtype
 from .problems import LAM_MIN
 
 __all__ = ["EnergyDenoiser", "UNetDenoiser"]
@@ -95,13 +93,4 @@ class UNetDenoiser(Denoiser):
 def _isotropic(x: torch.Tensor, sigma, lam_min: float) -> Covariance:
     """Isotropic covariance from deepinv's ``sigma`` (float or (B,) tensor), checked."""
     check_image(x, "x")
-    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-    if sigma.numel() not in (1, x.shape[0]):
-        raise ValueError(f"sigma must be a float or a tensor of shape ({x.shape[0]},), got {sigma.numel()} values.")
-    if not torch.isfinite(sigma).all() or (sigma < 0).any():
-        raise ValueError("sigma must be finite and non-negative.")
-    var = sigma.expand(x.shape[0]) ** 2
-    if (var < lam_min).any():
-        warnings.warn(f"sigma below sqrt(lam_min)={lam_min ** 0.5:.2g} is raised to it.", stacklevel=3)
-        var = var.clamp(min=lam_min)
-    return Covariance.isotropic(var, x)
+    return Covariance.from_sigma(torch.as_tensor(sigma, dtype=x.dtype, device=x.device), x, lam_min)

@@ -9,6 +9,7 @@ from numbers import Real
 import torch
 from deepinv.models import Reconstructor
 
+from ._checks import check_variance_range
 from .models.base import EnergyModel
 from .problems import LAM_MAX, LAM_MIN, DenoisingProblem, check_supported, to_denoising_problem
 from .sampling.engine import pixel_variance
@@ -144,8 +145,7 @@ class EnergyMMSE(Reconstructor):
         for name, v in (("lam_min", lam_min), ("lam_max", lam_max), ("fill", fill)):
             if not isinstance(v, Real) or isinstance(v, bool) or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v!r}.")
-        if not 0 < lam_min < lam_max:
-            raise ValueError(f"need 0 < lam_min < lam_max < inf, got lam_min={lam_min}, lam_max={lam_max}.")
+        check_variance_range(lam_min, lam_max)
         self.model = model
         self.lam_min, self.lam_max, self.fill = float(lam_min), float(lam_max), float(fill)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from deepinv.optim import Prior
 
-from .covariance import Covariance
-from .models.base import EnergyModel, check_image, work_dtype
+from .covariance import Covariance, check_image
+from .models.base import EnergyModel, work_dtype
 
 __all__ = ["EnergyPrior"]
 
@@ -57,7 +57,7 @@ class EnergyPrior(Prior):
         if not (s > 0).all():
             raise ValueError("sigma must be positive.")
         work = work_dtype(self.model, x)  # float64/float16 input: computed in the model's dtype
-        return Covariance.isotropic(s.expand(x.shape[0]) ** 2 if s.numel() == 1 else s**2, x.to(work))
+        return Covariance.from_sigma(s, x.to(work))
 
     def fn(self, x: torch.Tensor, sigma=None, *args, **kwargs) -> torch.Tensor:
         """Energy :math:`U(x, \\sigma^2 I)`, shape (B,)."""

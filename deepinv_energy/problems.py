@@ -39,10 +39,11 @@ from dataclasses import dataclass
 
 import torch
 from deepinv.physics import Blur, BlurFFT, Denoising, Downsampling, Inpainting, Upsampling
+from deepinv.physics.functional import filter_fft
 from deepinv.physics.noise import GaussianNoise, ZeroNoise
 
-from .covariance import Covariance, hartley
-from .models.base import check_image
+from ._checks import check_variance_range
+from .covariance import Covariance, check_image, hartley
 
 __all__ = [
     "DenoisingProblem",
@@ -50,6 +51,10 @@ __all__ = [
     "to_denoising_problem",
     "check_supported",
     "noise_std",
+    "physics_matrix",
+    "blur_transfer",
+    "blur_spectrum",
+    "simulate",
     "SUPPORTED_PHYSICS",
     "LAM_MIN",
     "LAM_MAX",
@@ -242,8 +247,7 @@ def to_denoising_problem(
     """
     check_supported(physics)
     check_image(y)
-    if not (0 < lam_min < lam_max) or not math.isfinite(lam_max):
-        raise ValueError(f"need 0 < lam_min < lam_max < inf, got lam_min={lam_min}, lam_max={lam_max}.")
+    check_variance_range(lam_min, lam_max)
     if lam_weak is not None and not (lam_max <= lam_weak < math.inf):
         raise ValueError(f"lam_weak must be None or a finite number >= lam_max={lam_max}, got {lam_weak}.")
     b = y.shape[0]
@@ -260,9 +264,8 @@ def to_denoising_problem(
 
     if isinstance(physics, Denoising):
         observed = torch.ones_like(y, dtype=torch.bool)
-        log_var = torch.log(lam_obs).expand(y.shape)
         return DenoisingProblem(
-            y, Covariance("pixel", log_var.contiguous()), observed, sigma, zeros64, zeros64, lam_min, lam_max
+            y, Covariance.isotropic(lam_obs.reshape(-1), y), observed, sigma, zeros64, zeros64, lam_min, lam_max
         )
 
     if isinstance(physics, Inpainting):
@@ -320,10 +323,7 @@ def _symmetric_part(p: torch.Tensor) -> torch.Tensor:
 
 
 def _blur_problem(y, physics, sigma, lam_min, lam_max, lam_weak=None):
-    delta = torch.zeros_like(y)
-    delta[..., 0, 0] = 1
-    # transfer function of the circular convolution (differentiable in the kernel's parameters)
-    k = torch.fft.fft2(physics.A(delta))
+    k = blur_transfer(physics, y)
     if not torch.isfinite(k).all():
         raise ValueError("the blur kernel (physics.filter) contains NaN or inf.")
     power = _symmetric_part(k.abs() ** 2)
@@ -346,3 +346,71 @@ def _blur_problem(y, physics, sigma, lam_min, lam_max, lam_weak=None):
     return DenoisingProblem(
         x_tilde, Covariance("hartley", torch.log(lam)), observed, sigma, log_det, noise_ld, lam_min, lam_max
     )
+
+
+# ---------------------------------------------------------------------------------------- operators
+def physics_matrix(physics, image_shape, batch_size, dtype=torch.float64, device="cpu"):
+    r"""Dense matrix of a linear deepinv physics' noiseless operator ``physics.A``.
+
+    One column per input pixel, computed by applying ``A`` to the canonical basis images;
+    batched physics (a mask or kernel per element) give one matrix per element.
+
+    :return: (torch.Tensor) (B, m, d).
+    """
+    d = math.prod(image_shape)
+    cols = []
+    for j in range(d):
+        e = torch.zeros(batch_size, d, dtype=dtype, device=device)
+        e[:, j] = 1
+        cols.append(physics.A(e.reshape(batch_size, *image_shape)).reshape(batch_size, -1))
+    return torch.stack(cols, dim=-1)
+
+
+def blur_transfer(physics, like: torch.Tensor) -> torch.Tensor:
+    r"""Transfer function :math:`K = \mathcal{F}(A\delta)` of a circular blur physics, (B, C, H, W) complex.
+
+    The (unnormalized) 2-D DFT of the response to a unit impulse at pixel (0, 0), i.e. the
+    eigenvalues of the circular convolution :math:`A` (:math:`|K|^2` those of :math:`A^\top A`
+    in the Hartley basis), whatever the physics' kernel layout and padding convention;
+    differentiable in the kernel's parameters.
+
+    :param deepinv.physics.Physics physics: ``BlurFFT`` or ``Blur(padding="circular")``.
+    :param torch.Tensor like: (B, C, H, W) tensor giving shape, dtype and device.
+    """
+    delta = torch.zeros_like(like)
+    delta[..., 0, 0] = 1
+    return torch.fft.fft2(physics.A(delta))
+
+
+def blur_spectrum(kernel: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    r"""Power spectrum :math:`|K|^2` of kernels (B, kh, kw) on an H x W circular grid.
+
+    The kernel is zero-padded to (H, W) and rolled so that its centre sits at index (0, 0)
+    (:func:`deepinv.physics.functional.filter_fft`, the layout of deepinv's ``BlurFFT``), so this
+    is :math:`|K|^2` of :func:`blur_transfer` for ``BlurFFT(filter=kernel)`` without building the physics.
+
+    :return: (torch.Tensor) (B, H, W), the eigenvalues of :math:`A^\top A` in the
+        Hartley basis (same frequency layout as :func:`torch.fft.fft2`).
+    """
+    _, kh, kw = kernel.shape
+    if kh > H or kw > W:
+        raise ValueError(f"kernel ({kh}, {kw}) larger than the image ({H}, {W}).")
+    return filter_fft(kernel, (H, W), real_fft=False, dims=(-2, -1)).abs() ** 2
+
+
+# ---------------------------------------------------------------------------------------- measurements
+def simulate(physics, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""A measurement :math:`y = A x + \sigma n` of clean images, with noise from ``generator``.
+
+    :math:`\sigma` is the physics' Gaussian noise level (:func:`noise_std`, per element for batched
+    physics; zero for ``ZeroNoise``); for ``Inpainting`` the noise is masked too, as deepinv does.
+    Unlike ``physics(x)``, the randomness comes only from ``generator`` (same seed, same measurement).
+
+    :param deepinv.physics.Physics physics: the forward model.
+    :param torch.Tensor x: clean images (B, C, H, W).
+    :param torch.Generator generator: source of the noise.
+    """
+    y = physics.A(x)
+    sigma = _per_image(noise_std(physics, y.shape[0], dtype=y.dtype, device=y.device))
+    y = y + sigma * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+    return y * physics.mask if isinstance(physics, Inpainting) else y

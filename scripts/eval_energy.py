@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 
+import deepinv as dinv
 import torch
 
 from deepinv_energy.covariance import Covariance
@@ -22,10 +23,6 @@ from deepinv_energy.data import load_images
 from deepinv_energy.models.unet import EnergyUNet, UNetConfig
 from deepinv_energy.training.loss import covariance_score_matching_loss
 from deepinv_energy.training.trainer import load_checkpoint
-
-
-def psnr(a, b):
-    return (10 * torch.log10(1.0 / ((a - b) ** 2).mean(dim=(1, 2, 3)))).mean().item()
 
 
 def main(argv=None):
@@ -46,6 +43,7 @@ def main(argv=None):
     else:
         model = EnergyUNet.from_pretrained(args.model)
     model.eval()
+    psnr = lambda a, b: dinv.metric.PSNR(reduction="mean")(a, b).item()  # noqa: E731  (peak 1, mean over images)
     x = load_images(args.data, "test", limit=args.n)
     g = torch.Generator().manual_seed(0)
     print(f"{'basis':8s} {'log10 var':>9s} {'L_den':>7s} {'L_cov':>7s} {'PSNR in':>8s} {'Gauss':>7s} {'model':>7s}")

@@ -98,6 +98,16 @@ def test_isotropic_and_properties():
     x = torch.randn_like(like)
     assert torch.allclose(cov.apply(x), x * torch.tensor([1.0, 2.0, 4.0]).reshape(3, 1, 1, 1), atol=1e-5)
     assert cov.dim == 32 and cov.shape == like.shape
+    # from a standard deviation as deepinv passes it (float or (B,)), floored at lam_min with a warning
+    cov = Covariance.from_sigma(torch.tensor([0.5, 1.0, 2.0]), like, basis="hartley")
+    assert cov.basis == "hartley" and torch.allclose(cov.variances[:, 0, 0, 0], torch.tensor([0.25, 1.0, 4.0]))
+    with pytest.warns(UserWarning, match="lam_min"):
+        cov = Covariance.from_sigma(0.0, like, lam_min=1e-4)
+    assert torch.allclose(cov.variances, torch.full_like(like, 1e-4))
+    with pytest.raises(ValueError, match="sigma"):
+        Covariance.from_sigma(torch.ones(2), like)
+    with pytest.raises(ValueError, match="sigma"):
+        Covariance.from_sigma(float("nan"), like)
 
 
 def test_bad_inputs():

@@ -189,3 +189,27 @@ def test_unsupported_physics_and_bad_inputs():
         to_denoising_problem(y, dinv.physics.BlurFFT((1, 8, 8), filter=bad, noise_model=noise(0.1)))
     with pytest.warns(UserWarning, match="lam_min"):
         to_denoising_problem(y, dinv.physics.Denoising(noise_model=noise(1e-6)))
+
+
+def test_spectra_of_physics_and_simulated_measurements():
+    from deepinv_energy.problems import blur_spectrum, blur_transfer, simulate
+
+    g = torch.Generator().manual_seed(0)
+    k = torch.rand(2, 1, 5, 4, generator=g, dtype=DT)
+    physics = dinv.physics.BlurFFT((1, 9, 8), filter=k / k.sum(dim=(-2, -1), keepdim=True))
+    like = torch.zeros(2, 1, 9, 8, dtype=DT)
+    k2 = blur_transfer(physics, like).abs() ** 2
+    assert torch.allclose(blur_spectrum(physics.filter[:, 0], 9, 8).unsqueeze(1), k2, atol=1e-12)
+    # a circular Blur has the same transfer function as BlurFFT with the same (odd) kernel
+    k3 = k[..., :3, :3] / k[..., :3, :3].sum(dim=(-2, -1), keepdim=True)
+    kb = blur_transfer(dinv.physics.Blur(filter=k3, padding="circular"), like)
+    assert torch.allclose(kb, blur_transfer(dinv.physics.BlurFFT((1, 9, 8), filter=k3), like), atol=1e-12)
+    # simulate: y = A x + sigma n (per-element sigma), noise masked for inpainting, seeded
+    x = torch.rand(2, 1, 9, 8, generator=g, dtype=DT)
+    mask = (torch.rand(2, 1, 9, 8, generator=g) > 0.5).to(DT)
+    sig = torch.tensor([0.1, 0.2], dtype=DT)
+    inp = dinv.physics.Inpainting((1, 9, 8), mask=mask, noise_model=noise(sig))
+    y = simulate(inp, x, torch.Generator().manual_seed(1))
+    n = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=DT)
+    assert torch.equal(y, (x * mask + sig.view(-1, 1, 1, 1) * n) * mask)
+    assert torch.equal(simulate(dinv.physics.Denoising(dinv.physics.ZeroNoise()), x), x)

@@ -2,25 +2,31 @@ r"""The interface every energy model implements, closed-form or learned."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from ..covariance import Covariance
+from ..covariance import Covariance, check_image  # check_image: re-exported (its home is covariance.py)
 
-__all__ = ["EnergyModel", "check_image", "work_dtype"]
+__all__ = ["EnergyModel", "bits_per_dim", "check_image", "work_dtype"]
 
 
-def check_image(y: torch.Tensor, name: str = "y") -> None:
-    """Raise a clear error unless ``y`` is a finite floating (B, C, H, W) tensor."""
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(y).__name__}.")
-    if y.ndim != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(y.shape)}.")
-    if y.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(y.shape)}); give at least one image.")
-    if not y.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got {y.dtype}.")
-    if not torch.isfinite(y.detach()).all():
-        raise ValueError(f"{name} contains NaN or inf.")
+def bits_per_dim(nll: torch.Tensor, dim: int, levels: int = 256) -> torch.Tensor:
+    r"""Negative log-likelihood of dequantized images in bits per dimension.
+
+    .. math::
+
+        \text{bits/dim} = \frac{\mathrm{NLL}}{d \log 2} + \log_2(\text{levels}),
+
+    for images in [0, 1] with ``levels`` quantization levels, dequantized by uniform noise of
+    width ``1 / levels`` (the density of the [0, 1] images is ``levels**d`` times that of the
+    integer images).
+
+    :param torch.Tensor nll: (B,) negative log-densities in nats (e.g. energies).
+    :param int dim: dimension :math:`d = CHW`.
+    :param int levels: quantization levels (256 for 8-bit images).
+    """
+    return nll / (dim * math.log(2)) + math.log2(levels)
 
 
 def work_dtype(model, like: torch.Tensor) -> torch.dtype:

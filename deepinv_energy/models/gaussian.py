@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..covariance import Covariance, basis_transform
-from .base import EnergyModel, check_image
+from ..covariance import Covariance, basis_transform, check_image
+from ..problems import noise_std, physics_matrix  # physics_matrix: re-exported (its home is problems.py)
+from .base import EnergyModel
 
 __all__ = ["GaussianMixtureEnergy", "GaussianEnergy", "MixturePosterior"]
 
@@ -101,23 +102,6 @@ def _linear_gaussian_posterior(log_w, mus, covs, a, y, noise_cov):
     gain = torch.cholesky_solve(ac, chol)  # S^{-1} A C
     post_covs = covs - ac.transpose(-1, -2) @ gain
     return joint - log_evidence.unsqueeze(1), post_means, _symmetrize(post_covs), log_evidence
-
-
-def physics_matrix(physics, image_shape, batch_size, dtype=torch.float64, device="cpu"):
-    r"""Dense matrix of a linear deepinv physics' noiseless operator ``physics.A``.
-
-    One column per input pixel, computed by applying ``A`` to the canonical basis images;
-    batched physics (a mask or kernel per element) give one matrix per element.
-
-    :return: (torch.Tensor) (B, m, d).
-    """
-    d = math.prod(image_shape)
-    cols = []
-    for j in range(d):
-        e = torch.zeros(batch_size, d, dtype=dtype, device=device)
-        e[:, j] = 1
-        cols.append(physics.A(e.reshape(batch_size, *image_shape)).reshape(batch_size, -1))
-    return torch.stack(cols, dim=-1)
 
 
 class GaussianMixtureEnergy(EnergyModel):
@@ -264,8 +248,6 @@ class GaussianMixtureEnergy(EnergyModel):
         :param torch.Tensor y: measurements.
         :param deepinv.physics.LinearPhysics physics: the forward model.
         """
-        from ..problems import noise_std  # local import: problems imports this module's users
-
         b = y.shape[0]
         dt, dev = y.dtype, y.device
         a = physics_matrix(physics, self.image_shape, b, dtype=dt, device=dev)

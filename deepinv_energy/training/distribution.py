@@ -34,8 +34,11 @@ from __future__ import annotations
 import math
 
 import torch
+from deepinv.physics.functional import gaussian_blur
 
+from .._checks import check_variance_range
 from ..covariance import Covariance
+from ..problems import blur_spectrum  # re-exported: its home is problems.py, beside the other spectra of physics
 
 __all__ = [
     "CovarianceDistribution",
@@ -56,24 +59,6 @@ DEFAULT_FAMILIES = tuple(f for f in ALL_FAMILIES if f not in DEFAULT_HOLDOUT)
 
 def _odd(k: int) -> int:
     return k if k % 2 == 1 else k - 1
-
-
-def blur_spectrum(kernel: torch.Tensor, H: int, W: int) -> torch.Tensor:
-    r"""Power spectrum :math:`|K|^2` of kernels (B, kh, kw) on an H x W circular grid.
-
-    The kernel is zero-padded to (H, W) and rolled so that its centre sits at index (0, 0);
-    ``|K|^2`` does not depend on the roll but the convention matches deepinv's ``BlurFFT``.
-
-    :return: (torch.Tensor) (B, H, W), the eigenvalues of :math:`A^\top A` in the
-        Hartley basis (same frequency layout as :func:`torch.fft.fft2`).
-    """
-    B, kh, kw = kernel.shape
-    if kh > H or kw > W:
-        raise ValueError(f"kernel ({kh}, {kw}) larger than the image ({H}, {W}).")
-    pad = torch.zeros(B, H, W, dtype=kernel.dtype, device=kernel.device)
-    pad[:, :kh, :kw] = kernel
-    pad = torch.roll(pad, shifts=(-(kh // 2), -(kw // 2)), dims=(1, 2))
-    return torch.fft.fft2(pad).abs() ** 2
 
 
 class CovarianceDistribution:
@@ -116,8 +101,7 @@ class CovarianceDistribution:
         unknown = [f for f in families if f not in ALL_FAMILIES]
         if unknown or not families:
             raise ValueError(f"unknown families {unknown}; choose among {ALL_FAMILIES}.")
-        if not (0 < lam_min < lam_max):
-            raise ValueError(f"need 0 < lam_min < lam_max, got {lam_min}, {lam_max}.")
+        check_variance_range(lam_min, lam_max)
         self.families = families
         self.weights = {f: float((weights or {}).get(f, 1.0)) for f in families}
         self.pixel_families = [f for f in families if f in PIXEL_FAMILIES]
@@ -229,11 +213,7 @@ class CovarianceDistribution:
         std = 0.3 + 2.7 * self._u((n, 1, 1), g, dev)
         aniso = torch.where(self._u((n, 1, 1), g, dev) < 0.3, 0.5 + self._u((n, 1, 1), g, dev), torch.ones(n, 1, 1, device=dev))
         ks = _odd(min(H, W, 19))
-        r = torch.arange(ks, device=dev, dtype=torch.float32) - ks // 2
-        ky = torch.exp(-0.5 * (r.view(1, -1, 1) / std) ** 2)
-        kx = torch.exp(-0.5 * (r.view(1, 1, -1) / (std * aniso)) ** 2)
-        k = ky * kx
-        k = k / k.sum(dim=(1, 2), keepdim=True)
+        k = gaussian_blur((ks, ks), sigma=torch.cat([std.view(n, 1), (std * aniso).view(n, 1)], 1), device=dev)[:, 0]
         return self._from_spectrum(blur_spectrum(k, H, W), n, g, dev)
 
     def _box_blur(self, n, H, W, g, dev):
