@@ -29,18 +29,19 @@ from __future__ import annotations
 import argparse
 import math
 import pathlib
-import sys
 import time
 
 import torch
 
+from deepinv_energy import Covariance, to_denoising_problem
+from deepinv_energy.exactness import ADAPTIVE_CASE as ADAPTIVE_EXACT
+from deepinv_energy.exactness import SAMPLER_CASES as CASES
+from deepinv_energy.exactness import gaussian_kl, level_target, moment_z
+from deepinv_energy.exactness import mixture_problem as build
+from deepinv_energy.exactness import tweedie_extra_var as extra_var
+from deepinv_energy.sampling import AdaptiveSampler, PredictorCorrectorSampler
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from test_sampling import ADAPTIVE_EXACT, CASES, build, extra_var, gaussian_kl, moment_z  # noqa: E402
-
-from deepinv_energy.sampling import AdaptiveSampler, PredictorCorrectorSampler  # noqa: E402
-from deepinv_energy.sampling import engine as _engine  # noqa: E402
 
 DT = torch.float64
 OUT = ROOT / "benchmarks" / "results"
@@ -121,18 +122,68 @@ def section_physics(n, lines):
     lines.append("")
 
 
-def _no_logdet_log_q(to, mean, eta, lv, temperature):
-    """The pitfall: Gaussian proposal density without its log-determinant."""
-    var = 2 * temperature * eta.view(-1, 1, 1, 1) * lv.p
-    safe = torch.where(lv.free, var, 1.0)
-    return -0.5 * torch.where(lv.free, (to - mean) ** 2 / safe, 0.0).flatten(1).sum(1)
+def mala_without_logdet(model, y, physics, s_lvl, n, n_steps=50, snr=0.3, seed=2):
+    r"""The pitfall: MALA at one level with the snr step rule, but proposal densities WITHOUT their
+    log-determinant :math:`-\tfrac{d}{2}\log\eta` (the step depends on the state, so forward and
+    backward proposals have different variances). Written here from the public API for a denoising
+    problem whose coefficients are all free (pixel basis, :math:`\Lambda = \sigma^2 <
+    \lambda^{\mathrm{obs}}`); otherwise the same steps, preconditioner and random stream as the
+    sampler's corrector, which keeps the log-determinant.
+
+    :return: ``(draws (n, B, C, H, W), mean acceptance probability)``.
+    """
+    problem = to_denoising_problem(y, physics)
+    xc = problem.x_tilde.double().repeat(n, 1, 1, 1)
+    lam_obs = problem.cov.variances.double().repeat(n, 1, 1, 1)
+    lam = torch.clamp(lam_obs, max=s_lvl**2)
+    if not bool((lam < lam_obs).all()):
+        raise ValueError("every coefficient must be free at the level")
+    inv_lik = 1.0 / (lam_obs - lam)
+    p = lam * (lam_obs - lam) / lam_obs  # harmonic preconditioner (1/lam + 1/(lam_obs - lam))^-1
+    d = xc[0].numel()
+    gen = torch.Generator(device=y.device).manual_seed(seed)
+    cov = Covariance("pixel", torch.log(lam).to(y.dtype))
+
+    def evaluate(c):
+        u, g, _ = model.energy_and_grads(c.to(y.dtype), cov)
+        return u.double(), g.double()
+
+    def log_pi(c, u):
+        return -u - 0.5 * (inv_lik * (xc - c) ** 2).flatten(1).sum(1)
+
+    def grad_log_pi(c, g):
+        return -g + inv_lik * (xc - c)
+
+    def eta_of(grad):
+        return 2 * snr**2 * d / (p * grad**2).flatten(1).sum(1).clamp(min=1e-300)
+
+    def log_q(to, mean, eta):  # no log-determinant: the pitfall
+        return -0.5 * ((to - mean) ** 2 / (2 * eta.view(-1, 1, 1, 1) * p)).flatten(1).sum(1)
+
+    randn = lambda: torch.randn(xc.shape, generator=gen, dtype=torch.float64, device=xc.device)  # noqa: E731
+    c = xc + torch.sqrt(p) * randn()
+    u, g = evaluate(c)
+    probs = []
+    for _ in range(n_steps):
+        g_cur = grad_log_pi(c, g)
+        eta = eta_of(g_cur)
+        mean_fwd = c + eta.view(-1, 1, 1, 1) * p * g_cur
+        prop = mean_fwd + torch.sqrt(2 * eta.view(-1, 1, 1, 1) * p) * randn()
+        u_p, g_p = evaluate(prop)
+        g_prop = grad_log_pi(prop, g_p)
+        mean_bwd = prop + eta_of(g_prop).view(-1, 1, 1, 1) * p * g_prop
+        log_a = log_pi(prop, u_p) - log_pi(c, u) + log_q(c, mean_bwd, eta_of(g_prop)) - log_q(prop, mean_fwd, eta)
+        log_a = torch.where(torch.isnan(log_a), -math.inf, log_a)
+        probs.append(torch.exp(log_a.clamp(max=0)))
+        take = torch.log(torch.rand(log_a.shape, generator=gen, dtype=torch.float64, device=log_a.device)) < log_a
+        t4 = take.view(-1, 1, 1, 1)
+        c, u, g = torch.where(t4, prop, c), torch.where(take, u_p, u), torch.where(t4, g_p, g)
+    return c.reshape(n, -1, *c.shape[1:]), float(torch.stack(probs).mean())
 
 
 def section_mh(n, lines):
-    from test_sampling import _level_target
-
     s_obs, s_lvl = 0.3, 0.2
-    model, physics, y, s_lvl, target = _level_target(s_obs=s_obs, s_lvl=s_lvl)
+    model, physics, y, s_lvl, target = level_target(s_obs=s_obs, s_lvl=s_lvl)
     t_mean, t_cov = target.mean().reshape(-1), target.covariance()[0]
     ex = target.sample(n, generator=torch.Generator().manual_seed(1))[:, 0].reshape(n, -1)
     floor = gaussian_kl(ex, t_mean, t_cov)
@@ -142,14 +193,17 @@ def section_mh(n, lines):
               f"50 corrector steps from the sampler's start, n = {n} chains. `var ratio` = tr(sample cov) / tr(exact cov).", "",
               "| corrector | step | accept | var ratio | excess KL | max z mean | max z cov |", "|---|---|---|---|---|---|---|"]
 
-    def row(label, step, sampler):
-        out, info = run(sampler, y, physics, n, seed=2)
-        ys = out.y[:, 0].reshape(n, -1)
+    def row(label, step, sampler=None, draws=None):
+        if sampler is not None:
+            out, info = run(sampler, y, physics, n, seed=2)
+            draws = out.y, info["acc"]
+        ys = draws[0][:, 0].reshape(n, -1)
+        acc = draws[1]
         zm, zc = moment_z(ys, t_mean, t_cov)
         ratio = float(torch.trace(torch.cov(ys.T)) / torch.trace(t_cov))
-        lines.append(f"| {label} | {step} | {fmt(info['acc'], 2)} | {fmt(ratio, 3)} | {fmt(gaussian_kl(ys, t_mean, t_cov) - floor, 2)} "
+        lines.append(f"| {label} | {step} | {fmt(acc, 2)} | {fmt(ratio, 3)} | {fmt(gaussian_kl(ys, t_mean, t_cov) - floor, 2)} "
                      f"| {fmt(zm, 3)} | {fmt(zc, 3)} |")
-        print(label, step, info, ratio, zm, zc, flush=True)
+        print(label, step, acc, ratio, zm, zc, flush=True)
 
     for eta in (0.1, 0.25, 0.5, 1.0):
         for mh in (False, True):
@@ -160,13 +214,8 @@ def section_mh(n, lines):
             PredictorCorrectorSampler(model, sigmas=[s_lvl], n_corrector=50, snr=snr, mh=False))
         row("MALA", f"snr = {snr} (state-dependent)",
             PredictorCorrectorSampler(model, sigmas=[s_lvl], n_corrector=50, snr=snr, mh=True))
-        original = _engine.Chains.__dict__["_log_q"]
-        _engine.Chains._log_q = staticmethod(_no_logdet_log_q)
-        try:
-            row("MALA without proposal log-det (pitfall)", f"snr = {snr} (state-dependent)",
-                PredictorCorrectorSampler(model, sigmas=[s_lvl], n_corrector=50, snr=snr, mh=True))
-        finally:
-            _engine.Chains._log_q = original
+        row("MALA without proposal log-det (pitfall)", f"snr = {snr} (state-dependent)",
+            draws=mala_without_logdet(model, y, physics, s_lvl, n, n_steps=50, snr=snr, seed=2))
     lines.append("")
 
 
@@ -255,7 +304,7 @@ def main():
     lines = ["# Sampler exactness on Gaussian-mixture posteriors", "",
              "Generated by `benchmarks/sampler_exactness.py`; exact reference: "
              "`GaussianMixtureEnergy.measurement_posterior`. Mixture: 3 components, non-diagonal covariances "
-             "(`tests/helpers.py: random_mixture`). Defaults: sigma_max 10, sigma_min 0.01, geometric schedules.", ""]
+             "(`deepinv_energy.exactness.random_mixture`). Defaults: sigma_max 10, sigma_min 0.01, geometric schedules.", ""]
     section_physics(args.n, lines)
     section_mh(args.n, lines)
     section_nfe(args.n, lines, not args.no_figure)
