@@ -9,6 +9,8 @@ import deepinv as dinv
 import numpy as np
 import torch
 
+from .problems import simulate
+
 __all__ = ["bundled_test_images", "demo_physics", "run_demo"]
 
 
@@ -41,13 +43,6 @@ def demo_physics(batch_size: int, img_size=(1, 28, 28), noise: float = 0.01, see
         ),
         "gaussian deblurring s=1": dinv.physics.BlurFFT(img_size, filter=kernel, noise_model=dinv.physics.GaussianNoise(noise)),
     }
-
-
-def _measure(physics, x, seed):
-    g = torch.Generator().manual_seed(seed)
-    y = physics.A(x)
-    y = y + float(physics.noise_model.sigma) * torch.randn(y.shape, generator=g)
-    return y * physics.mask if isinstance(physics, dinv.physics.Inpainting) else y
 
 
 def run_demo(model=None, n_images: int = 3, n_samples: int = 4, n_levels: int = 60, seed: int = 0,
@@ -87,7 +82,7 @@ def run_demo(model=None, n_images: int = 3, n_samples: int = 4, n_levels: int = 
     results, rows = {}, []
     for t, (name, physics) in enumerate(demo_physics(n_images, seed=seed).items()):
         start = time.perf_counter()
-        y = _measure(physics, x, seed + t)
+        y = simulate(physics, x, torch.Generator().manual_seed(seed + t))
         draws = sampler.draw(y, physics, n=n_samples, seed=seed + t)
         mean, std = draws.x.mean(0), draws.x.std(0)
         seconds = time.perf_counter() - start

@@ -1,0 +1,213 @@
+r"""Operator families: parameter grids of a deepinv physics, the object of blind estimation."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import deepinv as dinv
+import torch
+
+from ..problems import simulate
+from .kernels import gaussian_kernel, line_kernel
+
+__all__ = ["OperatorFamily", "GaussianBlurFamily", "MotionBlurFamily", "BoxInpaintingFamily", "DenoisingFamily"]
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _grid_values(name, values) -> torch.Tensor:
+    v = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    if v.numel() == 0:
+        raise ValueError(f"the grid of {name!r} is empty.")
+    if not torch.isfinite(v).all():
+        raise ValueError(f"the grid of {name!r} has non-finite values.")
+    return v
+
+
+class OperatorFamily:
+    r"""A parametric family of deepinv physics, the object of blind estimation.
+
+    A family has named parameters, each with a grid of candidate values (the joint grid is
+    their Cartesian product, restricted by :meth:`valid`), and builds a batched deepinv
+    physics for a batch of parameter values. Subclasses implement :meth:`physics`; those whose
+    measurement has entries that the physics does not model (e.g. the fill of an inpainted
+    region) add their density in :meth:`extra_log_density` and their values in :meth:`measure`.
+
+    :param tuple img_size: (C, H, W).
+    :param dict grid: parameter name -> candidate values.
+    :param tuple continuous: names of real-valued parameters that :meth:`BlindEstimator.refine`
+        may optimize by gradient.
+    """
+
+    def __init__(self, img_size, grid: dict, continuous=()):
+        if len(img_size) != 3:
+            raise ValueError(f"img_size must be (C, H, W), got {img_size}.")
+        self.img_size = tuple(int(s) for s in img_size)
+        self.grid = {k: _grid_values(k, v) for k, v in grid.items()}
+        self.continuous = tuple(continuous)
+
+    @property
+    def names(self) -> tuple:
+        return tuple(self.grid)
+
+    def valid(self, theta: dict) -> torch.Tensor:
+        """(N,) bool: which parameter combinations are admissible (all by default)."""
+        return torch.ones(next(iter(theta.values())).shape[0], dtype=torch.bool)
+
+    def candidates(self) -> dict:
+        """The joint grid: parameter name -> (N,) values."""
+        combos = torch.tensor(list(itertools.product(*[v.tolist() for v in self.grid.values()])), dtype=torch.float64)
+        theta = {k: combos[:, i] for i, k in enumerate(self.grid)}
+        keep = self.valid(theta)
+        if not keep.any():
+            raise ValueError("no admissible parameter combination in the grid.")
+        return {k: v[keep] for k, v in theta.items()}
+
+    def physics(self, theta: dict):
+        """A deepinv physics for a batch of parameter values (each entry (n,))."""
+        raise NotImplementedError
+
+    def extra_log_density(self, y: torch.Tensor, theta: dict) -> torch.Tensor:
+        """(n,) float64 log-density of measurement entries that :meth:`physics` does not model."""
+        return torch.zeros(y.shape[0], dtype=torch.float64, device=y.device)
+
+    def measure(self, x: torch.Tensor, theta: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Simulate measurements of clean images ``x`` (n, C, H, W) with parameters ``theta``."""
+        return simulate(self.physics({k: v.to(x) for k, v in theta.items()}), x, generator)
+
+    @staticmethod
+    def _noise(sigma: torch.Tensor):
+        return dinv.physics.GaussianNoise(sigma=sigma)
+
+
+class GaussianBlurFamily(OperatorFamily):
+    r"""Circular Gaussian blur of unknown width (and optionally unknown noise level).
+
+    Parameters ``width`` (pixels, see :func:`gaussian_kernel`) and ``noise`` (standard
+    deviation); a float fixes a parameter. Physics: :class:`deepinv.physics.BlurFFT`.
+
+    :param tuple img_size: (C, H, W).
+    :param widths: candidate widths.
+    :param noise: known noise level (float) or candidate levels.
+    """
+
+    def __init__(self, img_size, widths, noise=0.01):
+        super().__init__(img_size, {"width": widths, "noise": noise}, continuous=("width", "noise"))
+        if (self.grid["width"] <= 0).any() or (self.grid["noise"] <= 0).any():
+            raise ValueError("widths and noise levels must be positive.")
+
+    def physics(self, theta):
+        k = gaussian_kernel(theta["width"], self.img_size)
+        return dinv.physics.BlurFFT(self.img_size, filter=k, noise_model=self._noise(theta["noise"]), device=k.device)
+
+
+class MotionBlurFamily(OperatorFamily):
+    r"""Circular linear motion blur of unknown length and angle (and optionally noise level).
+
+    Parameters ``length`` (pixels), ``angle`` (degrees, modulo 180) and ``noise`` (standard
+    deviation); a float fixes a parameter. Kernels: :func:`line_kernel`. Physics:
+    :class:`deepinv.physics.BlurFFT`. (deepinv's ``MotionBlurGenerator`` draws random
+    trajectories, which have no low-dimensional parameters to estimate; a straight-line blur
+    is the parametric model of camera shake used here.)
+
+    :param tuple img_size: (C, H, W).
+    :param lengths: candidate lengths.
+    :param angles: candidate angles (degrees).
+    :param noise: known noise level (float) or candidate levels.
+    """
+
+    def __init__(self, img_size, lengths, angles, noise=0.01):
+        super().__init__(img_size, {"length": lengths, "angle": angles, "noise": noise}, continuous=("length", "noise"))
+        if (self.grid["length"] <= 0).any() or (self.grid["noise"] <= 0).any():
+            raise ValueError("lengths and noise levels must be positive.")
+
+    def physics(self, theta):
+        k = line_kernel(theta["length"], theta["angle"], self.img_size)
+        return dinv.physics.BlurFFT(self.img_size, filter=k, noise_model=self._noise(theta["noise"]), device=k.device)
+
+
+class DenoisingFamily(OperatorFamily):
+    r"""Denoising with an unknown noise level (parameter ``noise``).
+
+    :param tuple img_size: (C, H, W).
+    :param noise: candidate noise standard deviations.
+    """
+
+    def __init__(self, img_size, noise):
+        super().__init__(img_size, {"noise": noise}, continuous=("noise",))
+        if (self.grid["noise"] <= 0).any():
+            raise ValueError("noise levels must be positive.")
+
+    def physics(self, theta):
+        return dinv.physics.Denoising(noise_model=self._noise(theta["noise"]))
+
+
+class BoxInpaintingFamily(OperatorFamily):
+    r"""A missing square box of unknown size and position, filled with noise.
+
+    Measurement model: :math:`y = m \odot (x + \sigma n) + (1 - m) \odot f`, with :math:`m` zero on
+    the box (side ``size``, top-left corner ``(top, left)``) and the fill
+    :math:`f \sim \mathcal{N}(\mu_f, s_f^2)` i.i.d. Its density enters the evidence, so boxes
+    of different sizes are compared on the same :math:`d`-dimensional measurement. With
+    ``fill_std=0`` (a constant fill, "noise-free fill") the measurement has a density only on
+    the set where the box equals :math:`\mu_f`; evidences are then comparable only between
+    boxes of one size, so a single size is required (position estimation).
+
+    :param tuple img_size: (C, H, W).
+    :param sizes: candidate box sides.
+    :param tops: candidate top rows (all admissible ones if ``None``).
+    :param lefts: candidate left columns (all admissible ones if ``None``).
+    :param float noise: noise level of the observed pixels (known) or candidate levels.
+    :param float fill_mean: mean of the fill.
+    :param float fill_std: standard deviation of the fill (0: constant fill).
+    """
+
+    def __init__(self, img_size, sizes, tops=None, lefts=None, noise=0.0, fill_mean=0.0, fill_std=0.5):
+        _, h, w = img_size
+        tops = range(h) if tops is None else tops
+        lefts = range(w) if lefts is None else lefts
+        super().__init__(img_size, {"size": sizes, "top": tops, "left": lefts, "noise": noise})
+        if (self.grid["size"] < 1).any() or (self.grid["noise"] < 0).any():
+            raise ValueError("box sizes must be >= 1 and noise levels >= 0.")
+        if fill_std < 0:
+            raise ValueError("fill_std must be >= 0.")
+        if fill_std == 0 and self.grid["size"].numel() > 1:
+            raise ValueError("with a constant fill (fill_std=0), give a single box size: evidences of different "
+                             "sizes would be densities of different dimensions.")
+        self.fill_mean, self.fill_std = float(fill_mean), float(fill_std)
+
+    def valid(self, theta):
+        _, h, w = self.img_size
+        return (theta["top"] + theta["size"] <= h) & (theta["left"] + theta["size"] <= w)
+
+    def box(self, theta, like: torch.Tensor) -> torch.Tensor:
+        """(n, 1, H, W) bool, True inside each candidate box."""
+        _, h, w = self.img_size
+        rows = torch.arange(h, device=like.device).reshape(1, h, 1)
+        cols = torch.arange(w, device=like.device).reshape(1, 1, w)
+        t, l, s = (theta[k].to(like.device).reshape(-1, 1, 1) for k in ("top", "left", "size"))
+        inside = (rows >= t) & (rows < t + s) & (cols >= l) & (cols < l + s)
+        return inside.unsqueeze(1)
+
+    def physics(self, theta):
+        like = theta["size"]
+        mask = (~self.box(theta, like)).to(like.dtype).expand(-1, self.img_size[0], -1, -1)
+        noise = theta["noise"]
+        nm = dinv.physics.ZeroNoise() if (noise == 0).all() else self._noise(noise)
+        return dinv.physics.Inpainting(self.img_size, mask=mask, noise_model=nm, device=like.device)
+
+    def extra_log_density(self, y, theta):
+        box = self.box(theta, y).expand_as(y)
+        r = (y.double() - self.fill_mean) * box
+        if self.fill_std == 0:
+            ok = (r.abs() <= 1e-6).flatten(1).all(1)
+            return torch.where(ok, 0.0, -math.inf).to(torch.float64)
+        n = box.flatten(1).sum(1).double()
+        return -0.5 * (r**2).flatten(1).sum(1) / self.fill_std**2 - n * (0.5 * LOG_2PI + math.log(self.fill_std))
+
+    def measure(self, x, theta, generator=None):
+        y = super().measure(x, theta, generator)
+        box = self.box(theta, x).expand_as(x)
+        fill = self.fill_mean + self.fill_std * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        return torch.where(box, fill, y)
