@@ -27,7 +27,7 @@ from .covariance import Covariance
 from .models.gaussian import GaussianMixtureEnergy
 from .sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler
 
-__all__ = ["random_mixture", "mixture_problem", "level_target", "moment_z", "gaussian_kl", "tweedie_extra_var",
+__all__ = ["random_mixture", "mixture_problem", "bimodal_problem", "mode_weights", "level_target", "moment_z", "gaussian_kl", "tweedie_extra_var",
            "PHYSICS_CASES", "SAMPLER_CASES", "ADAPTIVE_CASE"]
 
 #: physics names of :func:`mixture_problem`.
@@ -104,6 +104,30 @@ def mixture_problem(name: str, shape, seed: int = 3):
     torch.manual_seed(seed + 3)
     y = physics(x)
     return model, physics, y, model.measurement_posterior(y, physics)
+
+
+def bimodal_problem():
+    r"""A bimodal posterior: denoising (noise 0.3) of the midpoint of two components of a 1x5x5
+    mixture with non-diagonal covariances (:func:`random_mixture`, seed 0). The exact posterior puts
+    0.46 / 0.50 / 0.04 on its three components.
+
+    :return: ``(model, physics, y, posterior)``.
+    """
+    model = random_mixture((1, 5, 5), k=3, seed=0)
+    physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(0.3))
+    y = 0.5 * (model.means[0] + model.means[1]).reshape(1, 1, 5, 5)
+    return model, physics, y, model.measurement_posterior(y, physics)
+
+
+def mode_weights(posterior, x: torch.Tensor, i: int = 0) -> torch.Tensor:
+    r"""Fraction of the draws ``x`` (n, d) assigned to each component of element ``i`` of a
+    :class:`~deepinv_energy.models.gaussian.MixturePosterior` (largest weighted component density)."""
+    lp = torch.stack([
+        torch.distributions.MultivariateNormal(
+            posterior.means[i, k], covariance_matrix=0.5 * (posterior.covs[i, k] + posterior.covs[i, k].T)
+        ).log_prob(x) + posterior.log_weights[i, k]
+        for k in range(posterior.means.shape[1])], 1)
+    return torch.bincount(lp.argmax(1), minlength=posterior.means.shape[1]).double() / x.shape[0]
 
 
 def level_target(seed=7, s_obs=0.3, s_lvl=0.2):

@@ -36,6 +36,7 @@ from deepinv_energy.sampling import (
     pixel_variance,
 )
 from helpers import random_mixture
+from deepinv_energy.exactness import bimodal_problem, mode_weights
 
 DT = torch.float64
 Z_MAX = 4.5
@@ -350,28 +351,11 @@ def test_adaptive_path_is_shared_by_the_draws_of_a_measurement_and_pilots_are_dr
     assert len({int(v) for v in sampler.diagnostics.nfe_per_chain}) <= 2  # one count per measurement
 
 
-def _bimodal():
-    """Denoising (noise 0.3) of the midpoint of two components of a 1x5x5 mixture with non-diagonal
-    covariances: the exact posterior puts 0.46 / 0.50 / 0.04 on its three components."""
-    model = random_mixture((1, 5, 5), k=3, seed=0)
-    physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(0.3))
-    y = 0.5 * (model.means[0] + model.means[1]).reshape(1, 1, 5, 5)
-    return model, physics, y, model.measurement_posterior(y, physics)
-
-
-def _mode_weights(ref, x):
-    """Fraction of draws x (n, d) closest (in posterior log-density) to each posterior component."""
-    lp = torch.stack([
-        torch.distributions.MultivariateNormal(ref.means[0, k], covariance_matrix=0.5 * (ref.covs[0, k] + ref.covs[0, k].T)).log_prob(x)
-        + ref.log_weights[0, k] for k in range(ref.means.shape[1])], 1)
-    return torch.bincount(lp.argmax(1), minlength=ref.means.shape[1]).double() / x.shape[0]
-
-
 def test_adaptive_is_exact_on_a_bimodal_posterior_and_its_error_falls_with_the_tolerance():
     """400 measurements (independent paths) x 4 draws. At tolerance 0.05 the draws match the exact
     bimodal posterior (moments and mode weights); at 0.4 the Euler predictor's excess KL is about
     90 times larger (measured: 1.18 vs 0.013 over the exact-draw floor 0.109)."""
-    model, physics, y, ref = _bimodal()
+    model, physics, y, ref = bimodal_problem()
     b, n = 400, 4
     yb = y.repeat(b, 1, 1, 1)
     mean, cov = ref.mean()[0].reshape(-1), ref.covariance()[0]
@@ -388,7 +372,7 @@ def test_adaptive_is_exact_on_a_bimodal_posterior_and_its_error_falls_with_the_t
         if tol == 0.05:
             zm, zc = moment_z(xs, mean, cov, ev)
             assert zm < Z_MAX and zc < Z_MAX, (zm, zc)
-            z_w = (_mode_weights(ref, xs) - w) / torch.sqrt(w * (1 - w) / (b * n))
+            z_w = (mode_weights(ref, xs) - w) / torch.sqrt(w * (1 - w) / (b * n))
             assert float(z_w.abs().max()) < 4, z_w
     assert kl[0.4] > 20 * max(kl[0.05], 0.01), kl
 

@@ -5,7 +5,7 @@ Predictor-corrector (:class:`PredictorCorrectorSampler`), Metropolis-adjusted co
 deepinv :class:`~deepinv.sampling.BaseSampling` samplers taking ``(y, physics)``.
 """
 
-from .engine import Chains, SamplerDiagnostics, SamplerOutput, pixel_variance
+from .engine import Chains, Evaluation, SamplerDiagnostics, SamplerOutput, pixel_variance, posterior_variance, run
 from .samplers import (
     ADAPTIVE_RULES,
     PREDICTORS,
@@ -15,22 +15,29 @@ from .samplers import (
     MALASampler,
     PredictorCorrectorIterator,
     PredictorCorrectorSampler,
+    SamplerSettings,
 )
-from .schedules import check_schedule, geometric_schedule
+from .schedules import AdaptiveSchedule, FixedSchedule, check_schedule, geometric_schedule
 
 __all__ = [
     "ADAPTIVE_RULES",
     "PREDICTORS",
     "AdaptiveIterator",
+    "AdaptiveSchedule",
     "AdaptiveSampler",
     "Chains",
     "EnergySamplingIterator",
+    "Evaluation",
+    "FixedSchedule",
     "MALASampler",
     "PredictorCorrectorIterator",
     "PredictorCorrectorSampler",
     "SamplerDiagnostics",
     "SamplerOutput",
+    "SamplerSettings",
     "check_schedule",
     "geometric_schedule",
     "pixel_variance",
+    "posterior_variance",
+    "run",
 ]

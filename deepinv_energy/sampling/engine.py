@@ -34,7 +34,7 @@ from tqdm import tqdm
 from ..covariance import Covariance, basis_transform
 from ..problems import DenoisingProblem
 
-__all__ = ["SamplerDiagnostics", "SamplerOutput", "Chains", "pixel_variance"]
+__all__ = ["SamplerDiagnostics", "SamplerOutput", "Evaluation", "Chains", "run", "pixel_variance", "posterior_variance"]
 
 LOG_4PI = math.log(4 * math.pi)
 
@@ -187,14 +187,48 @@ def pixel_variance(v: torch.Tensor, basis: str) -> torch.Tensor:
     return (v.sum(dim=(-2, -1), keepdim=True) - f2) / (h * w)
 
 
+def posterior_variance(lam: torch.Tensor, gc: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    r"""Identity 3 of the method, per coefficient of the basis (unclipped):
+    :math:`\operatorname{Var}[x_i \mid y] = \lambda_i (1 - 2h_i) - (\lambda_i (V^\top g)_i)^2`.
+
+    :param torch.Tensor lam: level variances :math:`\lambda`.
+    :param torch.Tensor gc: :math:`V^\top \nabla_y U`.
+    :param torch.Tensor h: :math:`\partial U / \partial \log\lambda`.
+    """
+    return lam * (1 - 2 * h) - (lam * gc) ** 2
+
+
 # ---------------------------------------------------------------------------------------- kernels
 @dataclass
-class _Eval:
-    """Energy and gradients at the current state (float64, coefficients in the basis)."""
+class Evaluation:
+    r"""One energy-model evaluation of N chains, in the coefficients of the problem's basis (float64).
 
-    u: torch.Tensor  # (N,)
-    gc: torch.Tensor  # V^T g
-    h: torch.Tensor  # dU/dlog lam
+    :param torch.Tensor u: (N,) energies :math:`U(y, \Lambda)`.
+    :param torch.Tensor gc: :math:`V^\top g`, the gradient :math:`g = \nabla_y U` in the basis.
+    :param torch.Tensor h: :math:`\partial U / \partial \log\lambda` (covariance score).
+    """
+
+    u: torch.Tensor
+    gc: torch.Tensor
+    h: torch.Tensor
+
+    def tweedie(self, c: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        r"""Coefficients of :math:`\mathbb{E}[x \mid y] = y - \Lambda g`."""
+        return c - lam * self.gc
+
+    def posterior_variance(self, lam: torch.Tensor) -> torch.Tensor:
+        r""":math:`\operatorname{Var}[x_i \mid y] = \lambda_i (1 - 2h_i) - (\lambda_i (V^\top g)_i)^2` (identity 3; unclipped)."""
+        return posterior_variance(lam, self.gc, self.h)
+
+    def rows(self, r) -> "Evaluation":
+        """The evaluation of a subset of the chains."""
+        return Evaluation(self.u[r], self.gc[r], self.h[r])
+
+    def where(self, take: torch.Tensor, other: "Evaluation") -> "Evaluation":
+        """``other`` on chains where ``take`` (N,) is true, ``self`` elsewhere."""
+        t4 = take.view(-1, *([1] * (self.gc.ndim - 1)))
+        return Evaluation(torch.where(take, other.u, self.u), torch.where(t4, other.gc, self.gc),
+                          torch.where(t4, other.h, self.h))
 
 
 class _Level:
@@ -250,7 +284,7 @@ class Chains:
     def level(self, lam: torch.Tensor) -> _Level:
         return _Level(lam, self.lam_obs, self.observed)
 
-    def evaluate(self, c: torch.Tensor, lam: torch.Tensor, active: torch.Tensor | None = None) -> _Eval:
+    def evaluate(self, c: torch.Tensor, lam: torch.Tensor, active: torch.Tensor | None = None) -> Evaluation:
         """One energy-model evaluation at coefficients ``c`` and level variances ``lam``."""
         y = basis_transform(c, self.basis).to(self.work)
         cov = Covariance(self.basis, torch.log(lam).to(self.work))
@@ -264,7 +298,7 @@ class Chains:
                 f"[{float(lam.min()):.3g}, {float(lam.max()):.3g}]); the chain diverged or the model is "
                 "outside its range. Reduce the step size (snr / step_size) or use the Metropolis-adjusted corrector."
             )
-        return _Eval(u, basis_transform(g, self.basis), h)
+        return Evaluation(u, basis_transform(g, self.basis), h)
 
     def start(self, lam0: torch.Tensor) -> torch.Tensor:
         r"""Initial state: :math:`\tilde x` on pinned coefficients; on free ones
@@ -272,7 +306,7 @@ class Chains:
         lv = self.level(lam0)
         return self.xc + torch.sqrt(lv.p) * self.randn()
 
-    def predictor(self, c: torch.Tensor, ev: _Eval, lam_old: torch.Tensor, lam_new: torch.Tensor) -> torch.Tensor:
+    def predictor(self, c: torch.Tensor, ev: Evaluation, lam_old: torch.Tensor, lam_new: torch.Tensor) -> torch.Tensor:
         r"""Reverse step :math:`c \leftarrow c - D\, V^\top g + \sqrt{v}\,\xi`, :math:`D = \lambda_{\mathrm{old}} - \lambda_{\mathrm{new}}`.
 
         :math:`v = D` (Euler), or with ``second_order`` the diagonal of the exact reverse-kernel
@@ -282,19 +316,19 @@ class Chains:
         d = (lam_old - lam_new).clamp(min=0)
         var = d
         if self.second_order:
-            post = torch.minimum((lam_old * (1 - 2 * ev.h) - (lam_old * ev.gc) ** 2).clamp(min=0), lam_old)
+            post = torch.minimum(ev.posterior_variance(lam_old).clamp(min=0), lam_old)
             var = (d - d * d * (lam_old - post) / lam_old**2).clamp(min=0)
             var = torch.minimum(var, d)
         return c - d * ev.gc + torch.sqrt(var) * self.randn()
 
-    def grad_log_pi(self, c: torch.Tensor, ev: _Eval, lv: _Level) -> torch.Tensor:
+    def grad_log_pi(self, c: torch.Tensor, ev: Evaluation, lv: _Level) -> torch.Tensor:
         return torch.where(lv.free, -ev.gc + lv.inv_lik_var * (self.xc - c), 0.0)
 
-    def log_pi(self, c: torch.Tensor, ev: _Eval, lv: _Level) -> torch.Tensor:
+    def log_pi(self, c: torch.Tensor, ev: Evaluation, lv: _Level) -> torch.Tensor:
         return -ev.u - 0.5 * (lv.inv_lik_var * (self.xc - c) ** 2).flatten(1).sum(1)
 
     def corrector(
-        self, c, ev: _Eval, lv: _Level, *, mh: bool, snr: float, step_size: float | None, temperature: float,
+        self, c, ev: Evaluation, lv: _Level, *, mh: bool, snr: float, step_size: float | None, temperature: float,
         active: torch.Tensor | None = None,
     ):
         r"""One preconditioned Langevin step targeting :math:`\pi^{1/T}`, optionally Metropolis-adjusted.
@@ -321,10 +355,8 @@ class Chains:
             take = (torch.log(u) < log_a) & has_free
         else:
             take = has_free
-        t4 = take.view(-1, 1, 1, 1)
-        c = torch.where(t4, prop, c)
-        ev = _Eval(torch.where(take, ev_p.u, ev.u), torch.where(t4, ev_p.gc, ev.gc), torch.where(t4, ev_p.h, ev.h))
-        return c, ev, prob, eta
+        c = torch.where(take.view(-1, 1, 1, 1), prop, c)
+        return c, ev.where(take, ev_p), prob, eta
 
     @staticmethod
     def _eta(grad, lv: _Level, snr, step_size, has_free):
@@ -343,7 +375,7 @@ class Chains:
         log_det = lv.n_free * torch.log((2 * temperature * eta).clamp(min=1e-300)) + lv.log_p.flatten(1).sum(1)
         return -0.5 * (quad + log_det + lv.n_free * math.log(2 * math.pi))
 
-    def record(self, ev: _Eval, lam: torch.Tensor, acc: torch.Tensor, eta: torch.Tensor, done=None):
+    def record(self, ev: Evaluation, lam: torch.Tensor, acc: torch.Tensor, eta: torch.Tensor, done=None):
         u = ev.u.clone()
         if done is not None:
             u[done] = float("nan")
@@ -352,10 +384,10 @@ class Chains:
         self.records["acc"].append(acc)
         self.records["eta"].append(eta)
 
-    def finish(self, c: torch.Tensor, ev: _Eval, lam: torch.Tensor, n: int, out_dtype) -> SamplerOutput:
+    def finish(self, c: torch.Tensor, ev: Evaluation, lam: torch.Tensor, n: int, out_dtype) -> SamplerOutput:
         r"""Final Tweedie step :math:`x = y - \Lambda g` and :math:`\operatorname{Var}[x \mid y]` maps."""
-        x = basis_transform(c - lam * ev.gc, self.basis)
-        v = (lam * (1 - 2 * ev.h) - (lam * ev.gc) ** 2).clamp(min=0)
+        x = basis_transform(ev.tweedie(c, lam), self.basis)
+        v = ev.posterior_variance(lam).clamp(min=0)
         var = pixel_variance(v, self.basis).clamp(min=0)
         shape = (n, self.n_chains // n, *c.shape[1:])
         r = self.records
@@ -377,125 +409,52 @@ class Chains:
         )
 
 
-# ---------------------------------------------------------------------------------------- runs
-def run_fixed(
-    chains: Chains,
-    sigmas: torch.Tensor,
-    n: int,
-    out_dtype,
-    *,
-    n_corrector: int,
-    mh: bool,
-    snr: float,
-    step_size: float | None,
-    temperature: float,
-    level_callback: Callable | None = None,
-    verbose: bool = False,
-) -> SamplerOutput:
-    r"""Predictor-corrector run along a global schedule, :math:`\Lambda_k = \min(\lambda^{\mathrm{obs}}, \sigma_k^2)`.
+# ---------------------------------------------------------------------------------------- run
+def run(chains: Chains, schedule, n: int, out_dtype, *, n_corrector: int, mh: bool, snr: float,
+        step_size: float | None, temperature: float, level_callback: Callable | None = None,
+        verbose: bool = False) -> SamplerOutput:
+    r"""The sampling loop shared by every schedule: at each level, ``n_corrector`` corrector steps,
+    then the schedule's next level variances and one reverse (predictor) step to them.
 
-    Levels at which no coefficient of any chain is free (all pinned, e.g. denoising while
-    :math:`\sigma_k^2 \geq \lambda^{\mathrm{obs}}`) cost no evaluation.
+    ``chains`` holds ``n + schedule.pilots`` draws per measurement (draw-major); the first
+    ``schedule.pilots`` are pilot chains, seen by the schedule and dropped from the output. A
+    schedule (:class:`~deepinv_energy.sampling.FixedSchedule`,
+    :class:`~deepinv_energy.sampling.AdaptiveSchedule`) provides ``first(chains)`` (the start
+    variances), ``finished(k, lam, chains)`` ((N,) chains whose path has ended after level ``k``)
+    and ``next(k, ev, lam, chains)`` (the variances of level ``k + 1``). A level at which the
+    variances do not change (every coefficient pinned) costs no evaluation, and a level without
+    free coefficients runs no corrector.
     """
-    s2 = (sigmas.to(chains.xc.device) ** 2).tolist()
-    lam = torch.clamp(chains.lam_obs, max=s2[0])
-    c = chains.start(lam)
-    ev = chains.evaluate(c, lam)
-    nan = torch.full((chains.n_chains,), float("nan"), dtype=torch.float64, device=c.device)
-    for k in tqdm(range(len(s2)), disable=not verbose, desc="levels"):
-        if k > 0:
-            lam_new = torch.clamp(chains.lam_obs, max=s2[k])
-            if not torch.equal(lam_new, lam):  # else every coefficient is pinned: nothing moves
-                c = chains.predictor(c, ev, lam, lam_new)
-                lam = lam_new
-                ev = chains.evaluate(c, lam)
-        lv = chains.level(lam)
-        accs, etas = [], []
-        for _ in range(n_corrector if bool((lv.n_free > 0).any()) else 0):
-            c, ev, a, e = chains.corrector(c, ev, lv, mh=mh, snr=snr, step_size=step_size, temperature=temperature)
-            accs.append(a), etas.append(e)
-        acc = _nanmean(torch.stack(accs), 0) if accs else nan
-        eta = torch.stack(etas).mean(0) if etas else nan
-        chains.record(ev, lam, acc, eta)
-        if level_callback is not None:
-            level_callback({"level": k, "sigma": math.sqrt(s2[k]), "y": basis_transform(c, chains.basis),
-                            "lam": lam, "energy": ev.u, "acceptance": acc, "nfe": chains.nfe})
-    return chains.finish(c, ev, lam, n, out_dtype)
-
-
-def run_adaptive(
-    chains: Chains,
-    sigma_max: float,
-    sigma_min: float,
-    n: int,
-    out_dtype,
-    *,
-    decrement: Callable,
-    pilots: int,
-    max_steps: int,
-    n_corrector: int,
-    mh: bool,
-    snr: float,
-    step_size: float | None,
-    temperature: float,
-    level_callback: Callable | None = None,
-    verbose: bool = False,
-) -> SamplerOutput:
-    r"""Energy-guided per-coefficient schedule: :math:`\log\lambda \leftarrow \max(\log\lambda - \delta, \log\lambda_{\mathrm{floor}})`
-    with :math:`\delta` = ``decrement(ev, lam, pilots)``, then the reverse step with :math:`D = \lambda_{\mathrm{old}} - \lambda_{\mathrm{new}}`.
-
-    ``chains`` holds ``n + pilots`` draws per measurement (draw-major). The first ``pilots`` draws
-    are pilot chains: ``decrement`` sees only their evaluations and returns one decrement per
-    measurement, so every chain of a measurement follows the same path of covariances, which is
-    independent of the ``n`` returned chains (the pilots use their own noise and are discarded).
-    Given the path, each returned chain is a reverse diffusion along a fixed covariance path: exact
-    as the steps go to zero, like a fixed schedule.
-    """
-    n_tot = n + pilots
-    b = chains.n_chains // n_tot
-    n_pilot_rows = pilots * b
-
-    def share(t):  # (B, ...) per measurement -> (N, ...) per chain
-        return t.repeat(n_tot, *([1] * (t.ndim - 1)))
-
-    def pilot_eval(ev):
-        return _Eval(ev.u[:n_pilot_rows], ev.gc[:n_pilot_rows], ev.h[:n_pilot_rows])
-
-    lam = torch.clamp(chains.lam_obs, max=sigma_max**2)
-    floor = torch.clamp(chains.lam_obs, max=sigma_min**2)
+    pilots = schedule.pilots
+    n_pilot_rows = pilots * (chains.n_chains // (n + pilots))
+    lam = schedule.first(chains)
     c = chains.start(lam)
     ev = chains.evaluate(c, lam)
     nan = torch.full((chains.n_chains,), float("nan"), dtype=torch.float64, device=c.device)
     done = torch.zeros(chains.n_chains, dtype=torch.bool, device=c.device)
-    bar = tqdm(total=max_steps, disable=not verbose, desc="adaptive steps")
-    for k in range(max_steps + 1):
+    bar = tqdm(total=schedule.max_levels, disable=not verbose, desc="levels")
+    for k in range(schedule.max_levels):
         lv = chains.level(lam)
         accs, etas = [], []
-        for _ in range(n_corrector):
+        for _ in range(n_corrector if bool((lv.n_free > 0).any()) else 0):
             c, ev, a, e = chains.corrector(c, ev, lv, mh=mh, snr=snr, step_size=step_size,
                                            temperature=temperature, active=~done)
             accs.append(a), etas.append(e)
         acc = _nanmean(torch.stack(accs), 0) if accs else nan
         eta = torch.stack(etas).mean(0) if etas else nan
         chains.record(ev, lam, acc, eta, done=done if k > 0 else None)
+        bar.update(1)
         if level_callback is not None:
             r = slice(n_pilot_rows, None)  # the returned chains only
-            level_callback({"level": k, "y": basis_transform(c[r], chains.basis), "lam": lam[r], "energy": ev.u[r],
-                            "acceptance": acc[r], "nfe": chains.nfe})
-        done = (lam <= floor).flatten(1).all(1)
+            level_callback({"level": k, **schedule.info(k), "y": basis_transform(c[r], chains.basis), "lam": lam[r],
+                            "energy": ev.u[r], "acceptance": acc[r], "nfe": chains.nfe})
+        done = schedule.finished(k, lam, chains)
         if bool(done.all()):
             break
-        if k == max_steps:
-            raise RuntimeError(
-                f"the adaptive schedule did not reach sigma_min within max_steps={max_steps} steps; "
-                "increase max_steps, gamma or min_decrease."
-            )
-        delta = share(decrement(pilot_eval(ev), lam[:n_pilot_rows], pilots))
-        lam_new = torch.maximum(lam * torch.exp(-delta), floor)
-        lam_new = torch.where(lam_new <= floor * (1 + 1e-12), floor, lam_new)
-        c = chains.predictor(c, ev, lam, lam_new)
-        lam = lam_new
-        ev = chains.evaluate(c, lam, active=~done)
-        bar.update(1)
+        lam_new = schedule.next(k, ev.rows(slice(None, n_pilot_rows)) if pilots else ev, lam, chains)
+        if not torch.equal(lam_new, lam):  # else every coefficient is pinned: nothing moves
+            c = chains.predictor(c, ev, lam, lam_new)
+            lam = lam_new
+            ev = chains.evaluate(c, lam, active=~done)
     bar.close()
-    return chains.finish(c, ev, lam, n_tot, out_dtype).drop_leading(pilots)
+    return chains.finish(c, ev, lam, n + pilots, out_dtype).drop_leading(pilots)

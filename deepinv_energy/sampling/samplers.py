@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass, fields
 from numbers import Integral, Real
 from typing import Callable
 
@@ -33,10 +34,11 @@ from deepinv.sampling import BaseSampling, SamplingIterator
 from ..covariance import Covariance
 from ..models.base import work_dtype
 from ..problems import LAM_MAX, LAM_MIN, DenoisingProblem, to_denoising_problem
-from .engine import Chains, SamplerDiagnostics, SamplerOutput, run_adaptive, run_fixed
-from .schedules import check_schedule, geometric_schedule
+from .engine import Chains, SamplerDiagnostics, SamplerOutput, run
+from .schedules import AdaptiveSchedule, FixedSchedule, check_schedule, geometric_schedule
 
 __all__ = [
+    "SamplerSettings",
     "EnergySamplingIterator",
     "PredictorCorrectorIterator",
     "AdaptiveIterator",
@@ -91,37 +93,129 @@ def _generator(seed, generator, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
-# ---------------------------------------------------------------------------------------- iterators
-class EnergySamplingIterator(SamplingIterator):
-    r"""deepinv :class:`~deepinv.sampling.SamplingIterator` whose every step is one independent
-    posterior draw of a reverse diffusion in covariance space.
+def _split(kwargs: dict):
+    """Sampler keyword arguments -> (:class:`SamplerSettings` fields, deepinv plumbing of :class:`_EnergySampler`)."""
+    plumbing_keys = ("n_samples", "callback", "history_size", "level_callback", "verbose")
+    unknown = sorted(set(kwargs) - set(_SETTINGS) - set(plumbing_keys))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {unknown}; accepted: {sorted(_SETTINGS + plumbing_keys)}.")
+    return ({k: v for k, v in kwargs.items() if k in _SETTINGS},
+            {k: v for k, v in kwargs.items() if k in plumbing_keys})
 
-    Draws are computed ``parallel`` at a time (one batched run) and handed out one per deepinv
-    iteration; the state dict is ``{"x": draw, "var": Var[x | y_K], "y": y_K}`` (see
-    :class:`SamplerOutput`). Subclasses implement :meth:`run`. The energy model is the ``prior``
-    argument of deepinv's calls (as for :class:`deepinv.sampling.DiffusionIterator`).
 
+# ---------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class SamplerSettings:
+    r"""Settings shared by every energy sampler, validated once (the schedule is separate).
+
+    :param int n_corrector: Langevin corrector steps per level (0: predictor only).
+    :param float snr: target signal-to-noise ratio of the corrector's step rule.
+    :param float step_size: fixed corrector step :math:`\eta > 0` instead of the snr rule.
+    :param float temperature: :math:`T > 0` of the corrector's target :math:`\pi^{1/T}`.
+    :param bool mh: Metropolis-adjusted corrector.
+    :param str predictor: ``"euler"`` or ``"covariance"`` (see :data:`PREDICTORS`).
     :param int parallel: draws per batched run.
     :param float lam_min: variance floor (see :func:`deepinv_energy.to_denoising_problem`).
     :param float lam_max: variance of unobserved coefficients.
     :param float fill: start value of unobserved pixels.
+
+    :Examples:
+
+    >>> from deepinv_energy.sampling import SamplerSettings
+    >>> SamplerSettings(n_corrector=2, mh=True).corrector_kwargs()["n_corrector"]
+    2
     """
 
-    def __init__(self, parallel: int = 8, lam_min: float = LAM_MIN, lam_max: float = LAM_MAX, fill: float = 0.5):
+    n_corrector: int = 1
+    snr: float = 0.15
+    step_size: float | None = None
+    temperature: float = 1.0
+    mh: bool = False
+    predictor: str = "euler"
+    parallel: int = 8
+    lam_min: float = LAM_MIN
+    lam_max: float = LAM_MAX
+    fill: float = 0.5
+
+    def __post_init__(self):
+        def put(name, v):
+            object.__setattr__(self, name, v)
+
+        put("n_corrector", _positive("n_corrector", self.n_corrector, integer=True, zero_ok=True))
+        put("snr", _positive("snr", self.snr))
+        put("step_size", _positive("step_size", self.step_size, allow_none=True))
+        if self.step_size is not None and self.step_size > 1 and not self.mh:
+            warnings.warn(
+                f"step_size={self.step_size:g} > 1 without the Metropolis step (mh=False): the preconditioned "
+                "Langevin corrector is unstable beyond about 1 (it diverges from 2 on a Gaussian); use "
+                "step_size <= 1, the snr rule (step_size=None) or mh=True.", stacklevel=5)
+        put("temperature", _positive("temperature", self.temperature))
+        if not isinstance(self.mh, bool):
+            raise ValueError(f"mh must be True or False, got {self.mh!r}.")
+        if self.predictor not in PREDICTORS:
+            raise ValueError(f"predictor must be one of {PREDICTORS}, got {self.predictor!r}.")
+        put("parallel", _positive("parallel", self.parallel, integer=True))
+        lo, hi = self.lam_min, self.lam_max
+        if not all(isinstance(v, Real) and not isinstance(v, bool) for v in (lo, hi)) or not (0 < lo < hi) \
+                or not math.isfinite(hi):
+            raise ValueError(f"need 0 < lam_min < lam_max < inf, got lam_min={lo}, lam_max={hi}.")
+        put("lam_min", float(lo)), put("lam_max", float(hi))
+        if not isinstance(self.fill, Real) or isinstance(self.fill, bool) or not math.isfinite(self.fill):
+            raise ValueError(f"fill must be a finite number, got {self.fill!r}.")
+        put("fill", float(self.fill))
+
+    def corrector_kwargs(self) -> dict:
+        """Keyword arguments of the sampling loop (:func:`deepinv_energy.sampling.engine.run`)."""
+        return dict(n_corrector=self.n_corrector, mh=self.mh, snr=self.snr, step_size=self.step_size,
+                    temperature=self.temperature)
+
+
+_SETTINGS = tuple(f.name for f in fields(SamplerSettings))
+
+
+# ---------------------------------------------------------------------------------------- iterators
+class EnergySamplingIterator(SamplingIterator):
+    r"""deepinv :class:`~deepinv.sampling.SamplingIterator` whose every step is one independent
+    posterior draw of a reverse diffusion in covariance space along ``schedule``.
+
+    Draws are computed ``parallel`` at a time (one batched run of
+    :func:`deepinv_energy.sampling.engine.run`) and handed out one per deepinv iteration. The
+    state dict is ``{"x": draw, "var": Var[x | y_K], "y": y_K}`` (see :class:`SamplerOutput`),
+    plus ``"problem"`` (the :class:`DenoisingProblem`, converted once per :meth:`sample`) and
+    ``"pending"`` (the draws of the current batch not yet handed out). The energy model is the
+    ``prior`` argument of deepinv's calls (as for :class:`deepinv.sampling.DiffusionIterator`).
+
+    :param schedule: :class:`FixedSchedule` or :class:`AdaptiveSchedule`.
+    :param SamplerSettings settings: shared settings (default: ``SamplerSettings(**kwargs)``).
+    :param kwargs: fields of :class:`SamplerSettings`, if ``settings`` is not given.
+    """
+
+    def __init__(self, schedule, settings: SamplerSettings | None = None, **kwargs):
         super().__init__({})
-        self.parallel = _positive("parallel", parallel, integer=True)
-        if not (0 < lam_min < lam_max) or not math.isfinite(lam_max):
-            raise ValueError(f"need 0 < lam_min < lam_max < inf, got lam_min={lam_min}, lam_max={lam_max}.")
-        if not isinstance(fill, Real) or not math.isfinite(fill):
-            raise ValueError(f"fill must be a finite number, got {fill!r}.")
-        self.lam_min, self.lam_max, self.fill = float(lam_min), float(lam_max), float(fill)
-        self._buffer: list = []
+        if settings is None:
+            settings = SamplerSettings(**kwargs)
+        elif kwargs:
+            raise TypeError(f"give either settings or keyword settings, not both (got {sorted(kwargs)}).")
+        self.settings = settings
+        self.schedule = schedule
         self._diagnostics: list[SamplerDiagnostics] = []
         self._generator: torch.Generator | None = None
         self._remaining = None
         self._level_callback = None
-        #: extra chains per measurement run alongside the returned ones and discarded (see :class:`AdaptiveSampler`).
-        self.pilots = 0
+
+    # settings read by users and examples
+    lam_min = property(lambda self: self.settings.lam_min)
+    lam_max = property(lambda self: self.settings.lam_max)
+    fill = property(lambda self: self.settings.fill)
+    parallel = property(lambda self: self.settings.parallel)
+    n_corrector = property(lambda self: self.settings.n_corrector)
+    mh = property(lambda self: self.settings.mh)
+    predictor = property(lambda self: self.settings.predictor)
+
+    @property
+    def pilots(self) -> int:
+        """Extra (pilot) chains per measurement that the schedule runs and the output drops."""
+        return self.schedule.pilots
 
     # ------------------------------------------------------------------ problems
     def problem(self, model, y: torch.Tensor, physics) -> DenoisingProblem:
@@ -130,8 +224,9 @@ class EnergySamplingIterator(SamplingIterator):
             raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}.")
         if not y.is_floating_point():
             raise TypeError(f"y must be a floating tensor, got {y.dtype}.")
+        st = self.settings
         work = _work_dtype(model, y)
-        problem = to_denoising_problem(y.to(work), physics, lam_min=self.lam_min, lam_max=self.lam_max, fill=self.fill)
+        problem = to_denoising_problem(y.to(work), physics, lam_min=st.lam_min, lam_max=st.lam_max, fill=st.fill)
         _check_model_shape(model, problem.x_tilde.shape)
         return problem
 
@@ -144,91 +239,103 @@ class EnergySamplingIterator(SamplingIterator):
         tensors = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()]
         dt = tensors[0].dtype if tensors else torch.get_default_dtype()
         dev = tensors[0].device if tensors else torch.device("cpu")
-        x_tilde = torch.full((1, *shape), self.fill, dtype=dt, device=dev)
-        log_var = torch.full_like(x_tilde, math.log(self.lam_max))
+        st = self.settings
+        x_tilde = torch.full((1, *shape), st.fill, dtype=dt, device=dev)
+        log_var = torch.full_like(x_tilde, math.log(st.lam_max))
         zeros = torch.zeros(1, dtype=torch.float64, device=dev)
         return DenoisingProblem(
             x_tilde, Covariance("pixel", log_var), torch.zeros_like(x_tilde, dtype=torch.bool),
-            torch.zeros(1, dtype=dt, device=dev), zeros, zeros, self.lam_min, self.lam_max,
+            torch.zeros(1, dtype=dt, device=dev), zeros, zeros, st.lam_min, st.lam_max,
         )
 
     # ------------------------------------------------------------------ runs
-    def run(self, chains: Chains, n: int, out_dtype, level_callback=None, verbose=False) -> SamplerOutput:
-        raise NotImplementedError
-
     def draw_problem(self, model, problem: DenoisingProblem, n: int, generator, out_dtype,
                      level_callback=None, verbose=False) -> SamplerOutput:
         """``n`` draws for every element of a :class:`DenoisingProblem`."""
         n = _positive("n", n, integer=True)
         chains = Chains(model, problem, n + self.pilots, generator, problem.x_tilde.dtype)
+        chains.second_order = self.settings.predictor == "covariance"
         with torch.no_grad():
-            return self.run(chains, n, out_dtype, level_callback=level_callback, verbose=verbose)
+            return run(chains, self.schedule, n, out_dtype, level_callback=level_callback, verbose=verbose,
+                       **self.settings.corrector_kwargs())
 
     # ------------------------------------------------------------------ deepinv protocol
     def initialize_latent_variables(self, x_init, y, physics, cur_data_fidelity, cur_prior):
-        self._buffer, self._diagnostics = [], []
-        return self._next(y, physics, cur_prior)
+        self._diagnostics = []
+        return self._next({"problem": self.problem(cur_prior, y, physics), "pending": []}, y, cur_prior)
 
     def forward(self, X, y, physics, cur_data_fidelity, cur_prior, iteration, *args, **kwargs):
-        return self._next(y, physics, cur_prior)
+        return self._next(X, y, cur_prior)
 
-    def _next(self, y, physics, model):
-        if not self._buffer:
+    def _next(self, X, y, model):
+        pending = X["pending"]
+        if not pending:
             n = self.parallel if self._remaining is None else max(1, min(self.parallel, self._remaining))
             gen = self._generator if self._generator is not None else _generator(None, None, y.device)
-            problem = self.problem(model, y, physics)
-            out = self.draw_problem(model, problem, n, gen, y.dtype, level_callback=self._level_callback)
+            out = self.draw_problem(model, X["problem"], n, gen, y.dtype, level_callback=self._level_callback)
             self._diagnostics.append(out.diagnostics)
-            self._buffer = [{"x": out.x[i], "var": out.variance[i], "y": out.y[i]} for i in range(n)]
+            pending = [{"x": out.x[i], "var": out.variance[i], "y": out.y[i]} for i in range(n)]
             if self._remaining is not None:
                 self._remaining -= n
-        return self._buffer.pop(0)
+        return {**pending[0], "problem": X["problem"], "pending": pending[1:]}
 
 
 class PredictorCorrectorIterator(EnergySamplingIterator):
-    r"""Kernel of :class:`PredictorCorrectorSampler` (see there for the algorithm and parameters)."""
+    r"""Kernel of :class:`PredictorCorrectorSampler`: one posterior draw per deepinv iteration, by
+    reverse diffusion along the fixed schedule :math:`\Lambda_k = \min(\lambda^{\mathrm{obs}}, \sigma_k^2)`,
 
-    def __init__(
-        self,
-        sigmas,
-        n_corrector: int = 1,
-        snr: float = 0.15,
-        step_size: float | None = None,
-        temperature: float = 1.0,
-        mh: bool = False,
-        predictor: str = "euler",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.sigmas = check_schedule(sigmas, lam_min=self.lam_min, lam_max=self.lam_max)
-        self.n_corrector = _positive("n_corrector", n_corrector, integer=True, zero_ok=True)
-        self.snr = _positive("snr", snr)
-        self.step_size = _positive("step_size", step_size, allow_none=True)
-        if self.step_size is not None and self.step_size > 1 and not mh:
-            warnings.warn(
-                f"step_size={self.step_size:g} > 1 without the Metropolis step (mh=False): the preconditioned "
-                "Langevin corrector is unstable beyond about 1 (it diverges from 2 on a Gaussian); use "
-                "step_size <= 1, the snr rule (step_size=None) or mh=True.", stacklevel=3)
-        self.temperature = _positive("temperature", temperature)
-        if not isinstance(mh, bool):
-            raise ValueError(f"mh must be True or False, got {mh!r}.")
-        self.mh = mh
-        if predictor not in PREDICTORS:
-            raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}.")
-        self.predictor = predictor
+    .. math::
 
-    def _corrector_kwargs(self):
-        return dict(n_corrector=self.n_corrector, mh=self.mh, snr=self.snr, step_size=self.step_size,
-                    temperature=self.temperature)
+        c \leftarrow c - D_k\, V^\top g + \sqrt{v_k}\,\xi, \qquad D_k = \Lambda_k - \Lambda_{k+1},
 
-    def run(self, chains, n, out_dtype, level_callback=None, verbose=False):
-        chains.second_order = self.predictor == "covariance"
-        return run_fixed(chains, self.sigmas, n, out_dtype, level_callback=level_callback, verbose=verbose,
-                         **self._corrector_kwargs())
+    (:math:`v_k = D_k`, or :math:`D_k - D_k^2 \hat H` with ``predictor="covariance"``) followed by
+    ``n_corrector`` (Metropolis-adjusted if ``mh``) Langevin steps on the level target
+    :math:`\pi_{k+1}`, and the Tweedie step :math:`x = y_K - \Lambda_K g` (full description at
+    :class:`PredictorCorrectorSampler`).
+
+    :param sigmas: strictly decreasing standard deviations (:func:`check_schedule`).
+    :param SamplerSettings settings: shared settings (or their fields as keyword arguments).
+    """
+
+    def __init__(self, sigmas, settings: SamplerSettings | None = None, **kwargs):
+        if settings is None:
+            settings = SamplerSettings(**kwargs)
+            kwargs = {}
+        sigmas = check_schedule(sigmas, lam_min=settings.lam_min, lam_max=settings.lam_max)
+        super().__init__(FixedSchedule(sigmas), settings, **kwargs)
+
+    @property
+    def sigmas(self) -> torch.Tensor:
+        """The schedule (float64)."""
+        return self.schedule.sigmas
 
 
-class AdaptiveIterator(PredictorCorrectorIterator):
-    r"""Kernel of :class:`AdaptiveSampler` (see there for the algorithm and parameters)."""
+class AdaptiveIterator(EnergySamplingIterator):
+    r"""Kernel of :class:`AdaptiveSampler`: one posterior draw per deepinv iteration, by reverse
+    diffusion along an energy-guided path chosen by ``pilots`` discarded chains per measurement,
+
+    .. math::
+
+        \log\lambda_i \leftarrow \max(\log\lambda_i - \delta_i, \log\lambda^{\mathrm{floor}}_i), \qquad
+        c \leftarrow c - D\, V^\top g + \sqrt{v}\,\xi, \quad D = \lambda^{\mathrm{old}} - \lambda^{\mathrm{new}},
+
+    with :math:`\delta_i = \operatorname{clip}(\varepsilon / (|s_i| \sqrt{1 - s_i}), \delta_{\min}, \delta_{\max})`
+    (``rule="error"``, :math:`s_i` the pilots' mean of :math:`1 - \operatorname{Var}[\varepsilon_i \mid y]`) or
+    :math:`\operatorname{clip}(\gamma |h_i|, \cdot)` (``rule="covariance_score"``); full description at
+    :class:`AdaptiveSampler`.
+
+    :param float sigma_max: start level.
+    :param float sigma_min: floor.
+    :param str rule: ``"error"`` or ``"covariance_score"``.
+    :param float tolerance: :math:`\varepsilon > 0`.
+    :param float gamma: :math:`\gamma > 0`.
+    :param float min_decrease: :math:`\delta_{\min}` (default :math:`\varepsilon`, or :math:`0.05\gamma`).
+    :param float max_decrease: :math:`\delta_{\max}` (default :math:`40\varepsilon`, or :math:`2\gamma`).
+    :param int max_steps: error if the path has not reached its floor after this many steps.
+    :param int pilots: pilot chains per measurement.
+    :param SamplerSettings settings: shared settings (or their fields as keyword arguments;
+        ``n_corrector`` defaults to 0 here).
+    """
 
     def __init__(
         self,
@@ -240,10 +347,13 @@ class AdaptiveIterator(PredictorCorrectorIterator):
         min_decrease: float | None = None,
         max_decrease: float | None = None,
         max_steps: int = 2000,
-        n_corrector: int = 0,
         pilots: int = 1,
+        settings: SamplerSettings | None = None,
         **kwargs,
     ):
+        if settings is None:
+            settings = SamplerSettings(**{"n_corrector": 0, **kwargs})
+            kwargs = {}
         for name, v in (("sigma_max", sigma_max), ("sigma_min", sigma_min)):
             if not isinstance(v, Real) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}.")
@@ -251,47 +361,24 @@ class AdaptiveIterator(PredictorCorrectorIterator):
             raise ValueError(
                 f"the schedule must decrease: need sigma_min <= sigma_max, got sigma_max={sigma_max}, sigma_min={sigma_min}."
             )
-        sigmas = [sigma_max, sigma_min] if sigma_max > sigma_min else [sigma_max]
-        super().__init__(sigmas, n_corrector=n_corrector, **kwargs)
-        self.sigma_max, self.sigma_min = float(sigma_max), float(sigma_min)
+        check_schedule([sigma_max, sigma_min] if sigma_max > sigma_min else [sigma_max],
+                       lam_min=settings.lam_min, lam_max=settings.lam_max)
         if rule not in ADAPTIVE_RULES:
             raise ValueError(f"rule must be one of {ADAPTIVE_RULES}, got {rule!r}.")
-        self.rule = rule
-        self.tolerance = _positive("tolerance", tolerance)
-        self.gamma = _positive("gamma", gamma)
+        tolerance = _positive("tolerance", tolerance)
+        gamma = _positive("gamma", gamma)
         # the step bounds scale with the rule's step parameter, so that every step goes to zero with it
-        scale = self.tolerance / 0.05 if rule == "error" else self.gamma
-        self.min_decrease = 0.05 * scale if min_decrease is None else _positive("min_decrease", min_decrease)
-        self.max_decrease = 2.0 * scale if max_decrease is None else _positive("max_decrease", max_decrease)
-        if self.min_decrease > self.max_decrease:
+        scale = tolerance / 0.05 if rule == "error" else gamma
+        min_decrease = 0.05 * scale if min_decrease is None else _positive("min_decrease", min_decrease)
+        max_decrease = 2.0 * scale if max_decrease is None else _positive("max_decrease", max_decrease)
+        if min_decrease > max_decrease:
             raise ValueError(
-                f"need min_decrease <= max_decrease, got min_decrease={self.min_decrease:g}, max_decrease={self.max_decrease:g}."
+                f"need min_decrease <= max_decrease, got min_decrease={min_decrease:g}, max_decrease={max_decrease:g}."
             )
-        self.max_steps = _positive("max_steps", max_steps, integer=True)
-        self.pilots = _positive("pilots", pilots, integer=True)
-
-    def decrement(self, ev, lam: torch.Tensor, pilots: int) -> torch.Tensor:
-        r"""Decrease :math:`\delta` of :math:`\log\lambda` for the next step, one per measurement.
-
-        :param ev: evaluations of the pilot chains, ``pilots * B`` rows (draw-major).
-        :param torch.Tensor lam: (pilots * B, C, H, W) their level variances (equal across pilots).
-        :return: (B, C, H, W) decrements, from the pilots' mean statistic.
-        """
-        def mean(t):
-            return t.reshape(pilots, -1, *t.shape[1:]).mean(0)
-
-        if self.rule == "covariance_score":
-            delta = self.gamma * mean(ev.h.abs())
-        else:
-            s = mean(2 * ev.h + lam * ev.gc**2)  # 1 - Var[eps_i | y], averaged over the pilots
-            delta = self.tolerance / (s.abs().clamp(1e-6, 1.0) * torch.sqrt((1 - s).clamp(min=1e-6)))
-        return delta.clamp(self.min_decrease, self.max_decrease)
-
-    def run(self, chains, n, out_dtype, level_callback=None, verbose=False):
-        chains.second_order = self.predictor == "covariance"
-        return run_adaptive(chains, self.sigma_max, self.sigma_min, n, out_dtype, decrement=self.decrement,
-                            pilots=self.pilots, max_steps=self.max_steps, level_callback=level_callback,
-                            verbose=verbose, **self._corrector_kwargs())
+        schedule = AdaptiveSchedule(float(sigma_max), float(sigma_min), rule, tolerance, gamma, min_decrease,
+                                    max_decrease, _positive("max_steps", max_steps, integer=True),
+                                    _positive("pilots", pilots, integer=True))
+        super().__init__(schedule, settings, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------- samplers
@@ -379,8 +466,7 @@ class _EnergySampler(BaseSampling):
         n = self.n_samples if n_samples is None else _positive("n_samples", n_samples, integer=True)
         if n < 2:
             raise ValueError(f"n_samples must be >= 2, got {n}.")
-        self.iterator.problem(self.model, y, physics)  # validate before any network evaluation
-        it = self.iterator
+        it = self.iterator  # its initialize_latent_variables converts (and validates) the problem once
         it._generator = _generator(seed, None, y.device)
         it._remaining = n
         it._level_callback = self.level_callback
@@ -505,38 +591,12 @@ class PredictorCorrectorSampler(_EnergySampler):
     >>> mean, var = sampler.sample(y, physics, n_samples=4, seed=0)  # deepinv's interface
     """
 
-    def __init__(
-        self,
-        model,
-        sigmas=None,
-        *,
-        sigma_max: float = 10.0,
-        sigma_min: float = 0.01,
-        n_levels: int = 100,
-        n_corrector: int = 1,
-        snr: float = 0.15,
-        step_size: float | None = None,
-        temperature: float = 1.0,
-        mh: bool = False,
-        predictor: str = "euler",
-        n_samples: int = 16,
-        parallel: int = 8,
-        lam_min: float = LAM_MIN,
-        lam_max: float = LAM_MAX,
-        fill: float = 0.5,
-        callback: Callable = lambda X, **kwargs: None,
-        level_callback: Callable | None = None,
-        history_size: int | bool = 5,
-        verbose: bool = False,
-    ):
+    def __init__(self, model, sigmas=None, *, sigma_max: float = 10.0, sigma_min: float = 0.01,
+                 n_levels: int = 100, **kwargs):
         if sigmas is None:
             sigmas = geometric_schedule(sigma_max, sigma_min, n_levels)
-        iterator = PredictorCorrectorIterator(
-            sigmas, n_corrector=n_corrector, snr=snr, step_size=step_size, temperature=temperature, mh=mh,
-            predictor=predictor, parallel=parallel, lam_min=lam_min, lam_max=lam_max, fill=fill,
-        )
-        super().__init__(model, iterator, n_samples=n_samples, callback=callback, history_size=history_size,
-                         level_callback=level_callback, verbose=verbose)
+        settings, plumbing = _split(kwargs)
+        super().__init__(model, PredictorCorrectorIterator(sigmas, **settings), **plumbing)
 
     @property
     def sigmas(self) -> torch.Tensor:
@@ -678,40 +738,14 @@ class AdaptiveSampler(_EnergySampler):
     True
     """
 
-    def __init__(
-        self,
-        model,
-        *,
-        sigma_max: float = 10.0,
-        sigma_min: float = 0.01,
-        rule: str = "error",
-        tolerance: float = 0.05,
-        gamma: float = 1.0,
-        min_decrease: float | None = None,
-        max_decrease: float | None = None,
-        max_steps: int = 2000,
-        pilots: int = 1,
-        n_corrector: int = 0,
-        snr: float = 0.15,
-        step_size: float | None = None,
-        temperature: float = 1.0,
-        mh: bool = True,
-        predictor: str = "euler",
-        n_samples: int = 16,
-        parallel: int = 8,
-        lam_min: float = LAM_MIN,
-        lam_max: float = LAM_MAX,
-        fill: float = 0.5,
-        callback: Callable = lambda X, **kwargs: None,
-        level_callback: Callable | None = None,
-        history_size: int | bool = 5,
-        verbose: bool = False,
-    ):
+    def __init__(self, model, *, sigma_max: float = 10.0, sigma_min: float = 0.01, rule: str = "error",
+                 tolerance: float = 0.05, gamma: float = 1.0, min_decrease: float | None = None,
+                 max_decrease: float | None = None, max_steps: int = 2000, pilots: int = 1, n_corrector: int = 0,
+                 mh: bool = True, **kwargs):
+        settings, plumbing = _split(kwargs)
         iterator = AdaptiveIterator(
             sigma_max=sigma_max, sigma_min=sigma_min, rule=rule, tolerance=tolerance, gamma=gamma,
-            min_decrease=min_decrease, max_decrease=max_decrease, max_steps=max_steps, pilots=pilots, n_corrector=n_corrector,
-            snr=snr, step_size=step_size, temperature=temperature, mh=mh, predictor=predictor, parallel=parallel,
-            lam_min=lam_min, lam_max=lam_max, fill=fill,
+            min_decrease=min_decrease, max_decrease=max_decrease, max_steps=max_steps, pilots=pilots,
+            n_corrector=n_corrector, mh=mh, **settings,
         )
-        super().__init__(model, iterator, n_samples=n_samples, callback=callback, history_size=history_size,
-                         level_callback=level_callback, verbose=verbose)
+        super().__init__(model, iterator, **plumbing)

@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import torch
 
-__all__ = ["geometric_schedule", "check_schedule"]
+__all__ = ["geometric_schedule", "check_schedule", "FixedSchedule", "AdaptiveSchedule"]
 
 
 def geometric_schedule(sigma_max: float, sigma_min: float, n: int) -> torch.Tensor:
@@ -89,3 +89,108 @@ def check_schedule(sigmas, lam_min: float | None = None, lam_max: float | None =
             f"use sigma_max < {math.sqrt(lam_max):.3g}."
         )
     return s
+
+
+# ---------------------------------------------------------------------------------------- strategies
+class FixedSchedule:
+    r"""A global schedule fixed in advance: level :math:`k` has variances
+    :math:`\Lambda_k = \min(\lambda^{\mathrm{obs}}, \sigma_k^2)` (coefficient-wise).
+
+    A schedule strategy of the sampling loop (:func:`deepinv_energy.sampling.engine.run`): it gives
+    the start variances, the variances of the next level and when the path ends.
+
+    :param torch.Tensor sigmas: strictly decreasing standard deviations (:func:`check_schedule`).
+    """
+
+    #: no pilot chains: the path does not depend on any state.
+    pilots = 0
+
+    def __init__(self, sigmas: torch.Tensor):
+        self.sigmas = sigmas
+        self._s2 = (sigmas**2).tolist()
+        self.max_levels = len(self._s2)
+
+    def first(self, chains) -> torch.Tensor:
+        return torch.clamp(chains.lam_obs, max=self._s2[0])
+
+    def next(self, k: int, ev, lam: torch.Tensor, chains) -> torch.Tensor:
+        return torch.clamp(chains.lam_obs, max=self._s2[k + 1])
+
+    def finished(self, k: int, lam: torch.Tensor, chains) -> torch.Tensor:
+        return torch.full((chains.n_chains,), k == self.max_levels - 1, dtype=torch.bool, device=lam.device)
+
+    def info(self, k: int) -> dict:
+        return {"sigma": math.sqrt(self._s2[k])}
+
+
+class AdaptiveSchedule:
+    r"""Energy-guided per-coefficient schedule of :class:`~deepinv_energy.sampling.AdaptiveSampler`.
+
+    From :math:`\min(\lambda^{\mathrm{obs}}, \sigma_{\max}^2)`, each level lowers
+    :math:`\log\lambda_i \leftarrow \max(\log\lambda_i - \delta_i, \log\lambda^{\mathrm{floor}}_i)`,
+    :math:`\lambda^{\mathrm{floor}} = \min(\lambda^{\mathrm{obs}}, \sigma_{\min}^2)`, with
+    :math:`\delta_i` = :meth:`decrement` of the pilot chains' evaluations: one path per
+    measurement, shared by all its chains (see :class:`~deepinv_energy.sampling.AdaptiveSampler`).
+
+    :param float sigma_max: start level.
+    :param float sigma_min: floor.
+    :param str rule: ``"error"`` or ``"covariance_score"``.
+    :param float tolerance: :math:`\varepsilon` of the error rule.
+    :param float gamma: :math:`\gamma` of the covariance-score rule.
+    :param float min_decrease: :math:`\delta_{\min}`.
+    :param float max_decrease: :math:`\delta_{\max}`.
+    :param int max_steps: error if the path has not reached its floor after this many steps.
+    :param int pilots: pilot chains per measurement.
+    """
+
+    def __init__(self, sigma_max, sigma_min, rule, tolerance, gamma, min_decrease, max_decrease, max_steps, pilots):
+        self.sigma_max, self.sigma_min, self.rule = sigma_max, sigma_min, rule
+        self.tolerance, self.gamma = tolerance, gamma
+        self.min_decrease, self.max_decrease = min_decrease, max_decrease
+        self.max_steps, self.pilots = max_steps, pilots
+        self.max_levels = max_steps + 1
+
+    def first(self, chains) -> torch.Tensor:
+        return torch.clamp(chains.lam_obs, max=self.sigma_max**2)
+
+    def _floor(self, chains) -> torch.Tensor:
+        return torch.clamp(chains.lam_obs, max=self.sigma_min**2)
+
+    def finished(self, k: int, lam: torch.Tensor, chains) -> torch.Tensor:
+        done = (lam <= self._floor(chains)).flatten(1).all(1)
+        if k == self.max_steps and not bool(done.all()):
+            raise RuntimeError(
+                f"the adaptive schedule did not reach sigma_min within max_steps={self.max_steps} steps; "
+                "increase max_steps, gamma, tolerance or min_decrease."
+            )
+        return done
+
+    def decrement(self, ev, lam: torch.Tensor) -> torch.Tensor:
+        r"""Decrease :math:`\delta` of :math:`\log\lambda` for the next step, one per measurement.
+
+        :param ev: :class:`~deepinv_energy.sampling.engine.Evaluation` of the pilot chains,
+            ``pilots * B`` rows (draw-major).
+        :param torch.Tensor lam: (pilots * B, C, H, W) their level variances (equal across pilots).
+        :return: (B, C, H, W) decrements, from the pilots' mean statistic: :math:`\gamma |h_i|`, or
+            :math:`\varepsilon / (|s_i| \sqrt{1 - s_i})` with :math:`s_i = 1 - \operatorname{Var}[x_i \mid y] / \lambda_i`.
+        """
+        def mean(t):
+            return t.reshape(self.pilots, -1, *t.shape[1:]).mean(0)
+
+        if self.rule == "covariance_score":
+            delta = self.gamma * mean(ev.h.abs())
+        else:
+            s = mean(1 - ev.posterior_variance(lam) / lam)  # 1 - Var[eps_i | y] = 2h + lam g^2
+            delta = self.tolerance / (s.abs().clamp(1e-6, 1.0) * torch.sqrt((1 - s).clamp(min=1e-6)))
+        return delta.clamp(self.min_decrease, self.max_decrease)
+
+    def next(self, k: int, ev, lam: torch.Tensor, chains) -> torch.Tensor:
+        b = ev.u.shape[0] // self.pilots
+        delta = self.decrement(ev, lam[: self.pilots * b])
+        delta = delta.repeat(chains.n_chains // b, *([1] * (delta.ndim - 1)))  # shared by the measurement's chains
+        floor = self._floor(chains)
+        lam_new = torch.maximum(lam * torch.exp(-delta), floor)
+        return torch.where(lam_new <= floor * (1 + 1e-12), floor, lam_new)
+
+    def info(self, k: int) -> dict:
+        return {}
