@@ -1,0 +1,77 @@
+"""
+The training curve of the bundled model
+=======================================
+
+Every training run writes ``log.csv`` in its run directory: the loss and its two terms, the
+learning rate, images per second, the gradient norm and the elapsed time, every ``--log-every``
+steps. This example plots the logs of the CPU runs kept in the repository's ``training_state/``
+(see ``training_state/README.md``): the run that produced the bundled model ``fashion-mnist-28``
+(whose weights are the export of its step 2400) and, on a second axis, the retraining in
+progress (EDM weighting, then EDM weighting and Wiener input scaling, warm-started from it).
+
+It reads files of a clone of the repository (``training_state/`` is not installed with the
+package). Run the same on your own run with ``python plot_training_curve.py runs/myrun``.
+"""
+
+import csv
+import pathlib
+import sys
+
+import matplotlib.pyplot as plt
+
+
+def find_training_state() -> pathlib.Path:
+    here = pathlib.Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "training_state").is_dir():
+            return d / "training_state"
+    raise FileNotFoundError("run this example from a clone of the deepinv-energy repository")
+
+
+def read_log(run: pathlib.Path) -> dict:
+    with open(run / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows] for k in rows[0]}
+
+
+if len(sys.argv) > 1 and not sys.argv[1].startswith("-"):
+    runs = {pathlib.Path(p).name: read_log(pathlib.Path(p)) for p in sys.argv[1:]}
+else:
+    state = find_training_state()
+    runs = {name: read_log(state / name) for name in ("fmnist-28", "fmnist-28-edm", "fmnist-28-wiener")}
+
+# %%
+# Losses and time per step
+# ------------------------
+# The loss is :math:`L_\text{den} + w L_\text{cov}` (``w = 1``). The weighted runs
+# (``--loss-weight edm``) train a differently scaled denoising term, so their losses are not
+# comparable with the first run's; each is plotted against its own step count. The time per step
+# is ``batch size / images per second`` from the log (batch 64, one CPU thread, with the cores
+# shared by other jobs part of the time).
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+base = runs.get("fmnist-28", next(iter(runs.values())))
+axes[0].plot(base["step"], base["L_den"], label=r"$L_\mathrm{den}$")
+axes[0].plot(base["step"], base["L_cov"], label=r"$L_\mathrm{cov}$")
+axes[0].plot(base["step"], base["loss"], label="loss", lw=0.8, color="k")
+axes[0].set_title("fmnist-28 (the bundled model's run)", fontsize=9)
+axes[0].axvline(2400, color="gray", ls=":", lw=1)
+axes[0].text(2400, axes[0].get_ylim()[1], " bundled weights", fontsize=7, va="top", color="gray")
+for name, log in runs.items():
+    if log is not base:
+        axes[1].plot(log["step"], log["loss"], label=name)
+axes[1].set_title("retraining (own step counts)", fontsize=9)
+for name, log in runs.items():
+    axes[2].plot(log["step"], [64 / v for v in log["imgs_per_s"]], ".", ms=2, label=name)
+axes[2].set_title("seconds per 64-image step", fontsize=9)
+for ax in axes:
+    ax.set_xlabel("step")
+    ax.legend(fontsize=7)
+axes[0].set_ylim(0, None)
+fig.tight_layout()
+
+for name, log in runs.items():
+    secs = sorted(64 / v for v in log["imgs_per_s"])
+    print(f"{name:18s} steps {int(log['step'][0])}-{int(log['step'][-1])}: "
+          f"median {secs[len(secs) // 2]:.1f} s per step (10-90 %: {secs[len(secs) // 10]:.1f}-"
+          f"{secs[9 * len(secs) // 10]:.1f} s)")
