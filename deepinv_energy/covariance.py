@@ -109,6 +109,15 @@ class Covariance:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
+    def trusted(cls, basis: str, log_var: torch.Tensor) -> "Covariance":
+        """A covariance from already validated parts, without the checks (internal fast path:
+        the samplers' inner loops and autograd re-wrapping; the caller guarantees what
+        ``Covariance(basis, log_var)`` would check)."""
+        cov = cls.__new__(cls)
+        cov.basis, cov.log_var = basis, log_var
+        return cov
+
+    @classmethod
     def isotropic(cls, var, like: torch.Tensor, basis: str = "pixel") -> "Covariance":
         r"""Isotropic covariance :math:`\sigma^2 I`, shaped like an image batch.
 

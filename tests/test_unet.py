@@ -162,6 +162,26 @@ def test_network_term_vanishes_at_large_variance(form):
     assert nets[1] < 0.2 * nets[0] and nets[2] < 0.2 * nets[1]
 
 
+@pytest.mark.parametrize("basis", ["pixel", "hartley"])
+@pytest.mark.parametrize("input_scale", ["whiten", "wiener"])
+def test_coefficient_entry_point_equals_the_image_path(basis, input_scale):
+    """The samplers' coefficient-space evaluation (no image round trip) is the image-space
+    energy_and_grads with the gradient in the basis, to float64 rounding; and the default
+    implementation of EnergyModel (a closed-form mixture) agrees too."""
+    from deepinv_energy.covariance import basis_transform
+    from deepinv_energy.exactness import random_mixture
+
+    g = torch.Generator().manual_seed(3)
+    y = torch.rand(3, 1, 8, 8, generator=g, dtype=torch.float64)
+    lv = -3 + 2 * torch.randn(3, 1, 8, 8, generator=g, dtype=torch.float64)
+    for model in (_model(perturb=True, input_scale=input_scale).double(), random_mixture((1, 8, 8), k=2)):
+        u, gy, h = model.energy_and_grads(y, Covariance(basis, lv))
+        u2, gc, h2 = model.coefficient_energy_and_grads(basis_transform(y, basis), basis, lv)
+        assert torch.allclose(u2, u, rtol=1e-12, atol=1e-9)
+        assert torch.allclose(gc, basis_transform(gy, basis), rtol=1e-10, atol=1e-12)
+        assert torch.allclose(h2, h, rtol=1e-10, atol=1e-12)
+
+
 def test_per_sample_independence():
     """GroupNorm, never BatchNorm: one image's energy does not depend on the rest of the batch."""
     m = _model(C=1, perturb=True)

@@ -6,9 +6,22 @@ import math
 
 import torch
 
-from ..covariance import Covariance, check_image  # check_image: re-exported (its home is covariance.py)
+from ..covariance import Covariance, basis_transform, check_image  # check_image: re-exported (its home is covariance.py)
 
-__all__ = ["EnergyModel", "bits_per_dim", "check_image", "work_dtype"]
+__all__ = ["EnergyModel", "bits_per_dim", "check_image", "posterior_variance", "work_dtype"]
+
+
+def posterior_variance(lam: torch.Tensor, gc: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    r"""Identity 3 of the method, per coefficient of the basis (unclipped):
+    :math:`\operatorname{Var}[(V^\top x)_i \mid y] = \lambda_i (1 - 2h_i) - (\lambda_i (V^\top g)_i)^2`.
+
+    The one implementation, used by :meth:`EnergyModel.posterior_moments` and the samplers.
+
+    :param torch.Tensor lam: variances :math:`\lambda` of the covariance.
+    :param torch.Tensor gc: :math:`V^\top \nabla_y U`.
+    :param torch.Tensor h: :math:`\partial U / \partial \log\lambda`.
+    """
+    return lam * (1 - 2 * h) - (lam * gc) ** 2
 
 
 def bits_per_dim(nll: torch.Tensor, dim: int, levels: int = 256) -> torch.Tensor:
@@ -102,7 +115,7 @@ class EnergyModel(torch.nn.Module):
             lv = cov.log_var
             if wrt_log_var:
                 lv = lv if (create_graph and lv.requires_grad) else lv.detach().requires_grad_(True)
-            u = self.energy(y_in, Covariance(cov.basis, lv))
+            u = self.energy(y_in, Covariance.trusted(cov.basis, lv))
             inputs = [y_in, lv] if wrt_log_var else [y_in]
             grads = torch.autograd.grad(u.sum(), inputs, create_graph=create_graph)
         g = grads[0]
@@ -110,6 +123,21 @@ class EnergyModel(torch.nn.Module):
         if not create_graph:
             u = u.detach()
         return u, g, h
+
+    def coefficient_energy_and_grads(self, c: torch.Tensor, basis: str, log_var: torch.Tensor):
+        r"""Energy and gradients in the coefficients of ``basis``: the samplers' entry point.
+
+        :math:`c = V^\top y` and :math:`\log\lambda` are trusted (no validation: the samplers check
+        their problem once, at their public entry points). Returns :math:`(U, V^\top g, h)`,
+        detached. The default goes through :meth:`energy_and_grads` on the image :math:`Vc`;
+        models that work in coefficients anyway override it (:class:`~deepinv_energy.EnergyUNet`).
+
+        :param torch.Tensor c: (B, C, H, W) coefficients.
+        :param str basis: ``"pixel"`` or ``"hartley"``.
+        :param torch.Tensor log_var: (B, C, H, W) log-variances of the covariance, same basis.
+        """
+        u, g, h = self.energy_and_grads(basis_transform(c, basis), Covariance.trusted(basis, log_var))
+        return u, basis_transform(g, basis), h
 
     def grads(self, y: torch.Tensor, cov: Covariance, create_graph: bool = False):
         r""":math:`(g, h) = (\nabla_y U, \partial U/\partial \log\lambda)`."""
@@ -132,8 +160,7 @@ class EnergyModel(torch.nn.Module):
         :return: ``(mean, variance)``.
         """
         _, g, h = self.energy_and_grads(y, cov)
-        lam = cov.variances
-        return y - cov.apply(g), lam * (1 - 2 * h) - (lam * cov.to_basis(g)) ** 2
+        return y - cov.apply(g), posterior_variance(cov.variances, cov.to_basis(g), h)
 
     def posterior_variance(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
         r"""Posterior variance of each coefficient of :math:`x` in the covariance's basis.

@@ -66,7 +66,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as Fn
 
-from ..covariance import BASES, Covariance
+from ..covariance import BASES, Covariance, basis_transform
 from .base import EnergyModel, check_image
 
 __all__ = ["EnergyUNet", "UNetConfig"]
@@ -363,19 +363,22 @@ class EnergyUNet(EnergyModel):
         the network output in the basis ``fb`` and the conditioning embedding."""
         self._check(y, cov)
         y, cov = y.to(self.mean.dtype), cov.to(self.mean.dtype)  # float64/float16 inputs: the model's dtype
-        dt = y.dtype
-        lv = cov.log_var.to(dt)
-        log_v = self.data_log_var(cov.basis).to(dt)
-        c = cov.to_basis(y - self.mean.to(dt))
+        return self._core(cov.to_basis(y - self.mean.to(y.dtype)), cov.basis, cov.log_var)
+
+    def _core(self, c: torch.Tensor, basis: str, lv: torch.Tensor):
+        """:meth:`_network` from the centred coefficients ``c`` = :math:`V^\top (y - \mu)` (unchecked)."""
+        dt = c.dtype
+        lv = lv.to(dt)
+        log_v = self.data_log_var(basis).to(dt)
         log_s = torch.logaddexp(log_v, lv)  # log(v + lam), no cancellation
         # conditioning (clamped a little beyond the training range; smooth inside it)
         u = (lv - self._lv_center) / self._lv_scale
         u = u.clamp(-1.5, 1.5)
-        emb = self.emb(self._features(u, cov.basis))
+        emb = self.emb(self._features(u, basis))
         c_in = torch.exp(-0.5 * log_s) if self.config.input_scale == "whiten" else torch.exp(0.5 * log_v - log_s)
-        x_in = cov.from_basis(c * c_in)
-        lv_map = u if cov.basis == "pixel" else torch.zeros_like(u)
-        fb = cov.to_basis(self.net(torch.cat([x_in, lv_map], dim=1), emb))
+        x_in = basis_transform(c * c_in, basis)
+        lv_map = u if basis == "pixel" else torch.zeros_like(u)
+        fb = basis_transform(self.net(torch.cat([x_in, lv_map], dim=1), emb), basis)
         return c, log_v, lv, log_s, fb, emb
 
     def energy_terms(self, y: torch.Tensor, cov: Covariance):
@@ -383,7 +386,9 @@ class EnergyUNet(EnergyModel):
 
         ``energy = gauss + net + b - kappa``; ``gauss`` is the diagonal-Gaussian energy.
         """
-        c, log_v, lv, log_s, fb, emb = self._network(y, cov)
+        return self._terms(*self._network(y, cov), cov.basis, y.dtype)
+
+    def _terms(self, c, log_v, lv, log_s, fb, emb, basis: str, out_dtype):
         gauss = 0.5 * (c**2 * torch.exp(-log_s)).sum((1, 2, 3)) + 0.5 * (log_s + math.log(2 * math.pi)).sum((1, 2, 3))
         if self.config.form == "inner":
             a = torch.exp(0.5 * (log_v - torch.logaddexp(lv, lv.new_tensor(self._log_lam_amp)) - log_s))
@@ -394,8 +399,8 @@ class EnergyUNet(EnergyModel):
             net = (0.5 * q**2 - rho0 * q).sum((1, 2, 3))
         d = c[0].numel()
         b = d * self.b_head(emb).squeeze(-1)
-        kappa = self.log_norm[_BASIS_INDEX[cov.basis]].to(c.dtype).expand(y.shape[0])
-        return tuple(t.to(y.dtype) for t in (gauss, net, b, kappa))  # back to the input's dtype
+        kappa = self.log_norm[_BASIS_INDEX[basis]].to(c.dtype).expand(c.shape[0])
+        return tuple(t.to(out_dtype) for t in (gauss, net, b, kappa))  # back to the input's dtype
 
     def direct_denoise(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
         r"""The network read as an EDM-preconditioned denoiser, without differentiating the energy:
@@ -412,6 +417,20 @@ class EnergyUNet(EnergyModel):
         c, log_v, lv, log_s, fb, _ = self._network(y, cov)
         d = torch.exp(log_v - log_s) * c + torch.exp(0.5 * (log_v + lv - log_s)) * fb
         return (self.mean + cov.to(self.mean.dtype).from_basis(d)).to(y.dtype)
+
+    def coefficient_energy_and_grads(self, c: torch.Tensor, basis: str, log_var: torch.Tensor):
+        r"""The samplers' entry point, in coefficients (see :meth:`EnergyModel.coefficient_energy_and_grads`):
+        the network takes its input from and returns its output to the basis, so the energy is a
+        function of :math:`c = V^\top y` directly and autograd gives :math:`V^\top g` without
+        going through the image (no validation, no image-space round trip)."""
+        dt = self.mean.dtype
+        with torch.enable_grad():
+            c_in = c.detach().to(dt).requires_grad_(True)
+            lv = log_var.detach().to(dt).requires_grad_(True)
+            terms = self._terms(*self._core(c_in - basis_transform(self.mean, basis), basis, lv), basis, dt)
+            u = terms[0] + terms[1] + terms[2] - terms[3]
+            gc, h = torch.autograd.grad(u.sum(), [c_in, lv])
+        return u.detach().to(c.dtype), gc.to(c.dtype), h.to(c.dtype)
 
     def energy(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
         r"""Energy :math:`U(y, \Sigma)` in nats, shape (B,), dtype of ``y``."""

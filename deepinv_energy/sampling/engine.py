@@ -31,7 +31,8 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from ..covariance import Covariance, basis_transform
+from ..covariance import basis_transform
+from ..models.base import posterior_variance
 from ..problems import DenoisingProblem
 
 __all__ = ["SamplerDiagnostics", "SamplerOutput", "Evaluation", "Chains", "run", "pixel_variance", "posterior_variance"]
@@ -187,17 +188,6 @@ def pixel_variance(v: torch.Tensor, basis: str) -> torch.Tensor:
     return (v.sum(dim=(-2, -1), keepdim=True) - f2) / (h * w)
 
 
-def posterior_variance(lam: torch.Tensor, gc: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    r"""Identity 3 of the method, per coefficient of the basis (unclipped):
-    :math:`\operatorname{Var}[x_i \mid y] = \lambda_i (1 - 2h_i) - (\lambda_i (V^\top g)_i)^2`.
-
-    :param torch.Tensor lam: level variances :math:`\lambda`.
-    :param torch.Tensor gc: :math:`V^\top \nabla_y U`.
-    :param torch.Tensor h: :math:`\partial U / \partial \log\lambda`.
-    """
-    return lam * (1 - 2 * h) - (lam * gc) ** 2
-
-
 # ---------------------------------------------------------------------------------------- kernels
 @dataclass
 class Evaluation:
@@ -286,19 +276,17 @@ class Chains:
 
     def evaluate(self, c: torch.Tensor, lam: torch.Tensor, active: torch.Tensor | None = None) -> Evaluation:
         """One energy-model evaluation at coefficients ``c`` and level variances ``lam``."""
-        y = basis_transform(c, self.basis).to(self.work)
-        cov = Covariance(self.basis, torch.log(lam).to(self.work))
-        u, g, h = self.model.energy_and_grads(y, cov)
+        u, gc, h = self.model.coefficient_energy_and_grads(c.to(self.work), self.basis, torch.log(lam).to(self.work))
         self.nfe += 1
         self.nfe_per_chain += 1 if active is None else active.long()
-        u, g, h = u.double(), g.double(), h.double()
-        if not (torch.isfinite(u).all() and torch.isfinite(g).all() and torch.isfinite(h).all()):
+        u, gc, h = u.double(), gc.double(), h.double()
+        if not (torch.isfinite(u).all() and torch.isfinite(gc).all() and torch.isfinite(h).all()):
             raise FloatingPointError(
                 f"the energy model returned NaN/inf at evaluation {self.nfe} (level variances in "
                 f"[{float(lam.min()):.3g}, {float(lam.max()):.3g}]); the chain diverged or the model is "
                 "outside its range. Reduce the step size (snr / step_size) or use the Metropolis-adjusted corrector."
             )
-        return Evaluation(u, basis_transform(g, self.basis), h)
+        return Evaluation(u, gc, h)
 
     def start(self, lam0: torch.Tensor) -> torch.Tensor:
         r"""Initial state: :math:`\tilde x` on pinned coefficients; on free ones
