@@ -25,7 +25,7 @@ import deepinv as dinv
 import pytest
 import torch
 
-from deepinv_energy import Covariance, GaussianMixtureEnergy, UnsupportedPhysicsError
+from deepinv_energy import Covariance, UnsupportedPhysicsError
 from deepinv_energy.sampling import (
     AdaptiveSampler,
     MALASampler,
@@ -36,7 +36,12 @@ from deepinv_energy.sampling import (
     pixel_variance,
 )
 from helpers import random_mixture
-from deepinv_energy.exactness import bimodal_problem, mode_weights
+from deepinv_energy.exactness import ADAPTIVE_CASE as ADAPTIVE_EXACT
+from deepinv_energy.exactness import SAMPLER_CASES as CASES
+from deepinv_energy.exactness import bimodal_problem, gaussian_kl, mode_weights, moment_z
+from deepinv_energy.exactness import level_target as _level_target
+from deepinv_energy.exactness import mixture_problem as build
+from deepinv_energy.exactness import tweedie_extra_var as extra_var
 
 DT = torch.float64
 Z_MAX = 4.5
@@ -51,79 +56,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def build(name: str, shape, seed: int = 3):
-    """A batch of two measurements with per-element physics parameters, and the exact posterior."""
-    model = random_mixture(shape, k=3, seed=seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    b = 2
-    sig = torch.tensor([0.05, 0.1], dtype=DT)
-    nm = dinv.physics.GaussianNoise(sig)
-    if name == "denoising":
-        physics = dinv.physics.Denoising(noise_model=nm)
-    elif name in ("inpainting", "inpainting-noiseless"):
-        mask = (torch.rand(b, *shape, generator=g) > 0.4).to(DT)
-        mask[..., 0, 0] = 1
-        nm = nm if name == "inpainting" else dinv.physics.ZeroNoise()
-        physics = dinv.physics.Inpainting(shape, mask=mask, noise_model=nm)
-    elif name == "blur":
-        k = torch.rand(b, 1, 3, 3, generator=g, dtype=DT)
-        physics = dinv.physics.Blur(filter=k / k.sum(dim=(-2, -1), keepdim=True), padding="circular", noise_model=nm)
-    elif name == "decimation":
-        physics = dinv.physics.Downsampling(shape, filter=None, factor=2, noise_model=nm)
-    else:
-        raise AssertionError(name)
-    x = model.sample_prior(b, generator=torch.Generator().manual_seed(seed + 2))
-    torch.manual_seed(seed + 3)
-    y = physics(x)
-    return model, physics, y, model.measurement_posterior(y, physics)
-
-
-def moment_z(xs: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor, extra_var: torch.Tensor | None = None):
-    r"""max |z| of the sample mean and of the sample covariance entries; xs (n, d).
-
-    ``extra_var`` (d,) is added to the diagonal of the sample covariance: for Tweedie draws
-    :math:`\mathbb{E}[x \mid y_K]` the posterior covariance is their covariance plus
-    :math:`\mathbb{E}[\operatorname{Cov}(x \mid y_K)]` (law of total covariance), whose diagonal
-    the sampler returns (``SamplerOutput.variance``, about ``sigma_min**2`` = 1e-4, i.e. 1-4 % of
-    the posterior variances of these denoising problems: 5 standard errors at n = 10^4 if omitted).
-    Its off-diagonal part is O(sigma_min^4 / c) and neglected. Coordinates with zero exact
-    variance (noise-free observations) must match exactly instead.
-    """
-    n = xs.shape[0]
-    keep = torch.diagonal(cov) > 1e-10
-    assert torch.allclose(xs[:, ~keep], mean[~keep].expand(n, -1), atol=1e-5)
-    xs, mean, cov = xs[:, keep], mean[keep], cov[keep][:, keep]
-    m_hat = xs.mean(0)
-    z_mean = ((m_hat - mean) / torch.sqrt(torch.diagonal(cov) / n)).abs().max()
-    xc = xs - m_hat
-    prod = xc[:, :, None] * xc[:, None, :]
-    c_hat = prod.sum(0) / (n - 1)
-    if extra_var is not None:
-        c_hat = c_hat + torch.diag(extra_var[keep])
-    se = prod.std(0) / math.sqrt(n)
-    iu = torch.triu_indices(cov.shape[0], cov.shape[0])
-    z_cov = ((c_hat - cov) / se)[iu[0], iu[1]].abs().max()
-    return float(z_mean), float(z_cov)
-
-
-def gaussian_kl(xs, mean, cov, extra_var=None) -> float:
-    """KL(N(sample mean, sample cov [+ diag extra_var]) || N(mean, cov)) over coordinates with
-    positive variance (see :func:`moment_z` for ``extra_var``)."""
-    keep = torch.diagonal(cov) > 1e-10
-    xs, mean, cov = xs[:, keep], mean[keep], cov[keep][:, keep]
-    m_hat, c_hat = xs.mean(0), torch.cov(xs.T)
-    if extra_var is not None:
-        c_hat = c_hat + torch.diag(extra_var[keep])
-    ci = torch.linalg.inv(cov)
-    dm = m_hat - mean
-    return float(0.5 * (torch.trace(ci @ c_hat) - mean.numel() + dm @ ci @ dm + torch.logdet(cov) - torch.logdet(c_hat)))
-
-
-def extra_var(out, i):
-    """(d,) mean per-pixel Var[x | y_K] of element i of a SamplerOutput."""
-    return out.variance[:, i].reshape(out.variance.shape[0], -1).mean(0)
 
 
 def mean_kl(out, ref) -> float:
@@ -146,24 +78,8 @@ def assert_matches(out, ref, z_max=Z_MAX):
 
 
 # ---------------------------------------------------------------------------------------- exactness
-CASES = [
-    # (physics, image shape, sampler factory): every physics, both predictors, with and without MH
-    ("denoising", (1, 4, 4), lambda m: PredictorCorrectorSampler(m, n_levels=100, n_corrector=0),
-     "PC euler, 100 levels, no corrector"),
-    ("inpainting", (1, 4, 4), lambda m: MALASampler(m, n_levels=40, predictor="covariance"),
-     "MALA (snr 0.15), covariance predictor, 40 levels"),
-    ("inpainting-noiseless", (1, 4, 4), lambda m: PredictorCorrectorSampler(m, n_levels=40, n_corrector=0, predictor="covariance"),
-     "PC covariance predictor, 40 levels, no corrector"),
-    ("blur", (2, 4, 4), lambda m: MALASampler(m, n_levels=40, predictor="covariance"),
-     "MALA (snr 0.15), covariance predictor, 40 levels"),
-    ("decimation", (1, 4, 4), lambda m: PredictorCorrectorSampler(m, n_levels=60, n_corrector=0, predictor="covariance"),
-     "PC covariance predictor, 60 levels, no corrector"),
-]
-#: the adaptive configuration tested for exactness (measured in the benchmark's section 1 too)
-ADAPTIVE_EXACT = ("inpainting", (1, 4, 4), lambda m: AdaptiveSampler(m, tolerance=0.05, predictor="covariance"),
-                  "Adaptive (error rule, tol 0.05), covariance predictor")
-
-
+# CASES (every physics, both predictors, with and without MH) and ADAPTIVE_EXACT: the
+# configurations of deepinv_energy.exactness, measured by the benchmark's section 1 too.
 @pytest.mark.parametrize("name,shape,factory,label", CASES, ids=[c[0] for c in CASES])
 def test_posterior_moments_match_exact(name, shape, factory, label):
     model, physics, y, ref = build(name, shape)
@@ -200,22 +116,6 @@ def test_unconditional_generation_matches_prior():
 
 
 # ---------------------------------------------------------------------------------------- MALA
-def _level_target(seed=7, s_obs=0.3, s_lvl=0.2):
-    """Denoising (pixel basis), sigma_obs = 0.3, one level sigma = 0.2: every coefficient is free and
-    the level target p(y | x_tilde) is the exact posterior of a mixture with covariances
-    C_k + 0.04 I observed with noise variance 0.09 - 0.04."""
-    shape = (1, 4, 4)
-    model = random_mixture(shape, k=3, seed=seed)
-    physics = dinv.physics.Denoising(noise_model=dinv.physics.GaussianNoise(s_obs))
-    x = model.sample_prior(1, generator=torch.Generator().manual_seed(8))
-    torch.manual_seed(9)
-    y = physics(x)
-    d = math.prod(shape)
-    level_prior = GaussianMixtureEnergy(model.means, model.covs + s_lvl**2 * torch.eye(d, dtype=DT), model.log_weights.exp())
-    target = level_prior.posterior(y, Covariance.isotropic(s_obs**2 - s_lvl**2, y))
-    return model, physics, y, s_lvl, target
-
-
 def _corrector_only(model, physics, y, s_lvl, n=2000, **kwargs):
     sampler = PredictorCorrectorSampler(model, sigmas=[s_lvl], n_corrector=50, **kwargs)
     out = sampler.draw(y, physics, n=n, seed=2)
