@@ -334,7 +334,7 @@ sphinx_gallery_conf = {
         "examples/likelihood",
         "examples/training",
     ],
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "ExampleTitleSortKey",
     "download_all_examples": False,
     "remove_config_comments": True,
     "abort_on_example_error": True,

@@ -38,7 +38,7 @@ STEPS, DRAWS = 20, 2  # network evaluations per draw, draws per image
 
 
 def mean_of_draws(run):
-    """Mean of DRAWS draws; draw k is seeded with k (global RNG and the sampler's generator)."""
+    """Mean of DRAWS draws; draw k is seeded with k (global RNG and generator)."""
     draws = []
     for k in range(DRAWS):
         torch.manual_seed(k)
@@ -51,14 +51,29 @@ def mean_of_draws(run):
 # ---------------------------------------------------
 # DPS differentiates through the denoiser (it needs autograd); DiffPIR and DDRM run without.
 
+
+def diffpir(k):
+    data_fidelity = dinv.optim.data_fidelity.L2()
+    algo = dinv.sampling.DiffPIR(denoiser, data_fidelity, sigma=0.01, max_iter=STEPS,
+                                 lambda_=30.0)
+    return algo(y, physics, seed=k)
+
+
+def ddrm(k):
+    sigmas = torch.linspace(1, 0.01, STEPS).numpy()
+    return dinv.sampling.DDRM(denoiser, sigmas=sigmas, eta=0.85)(y, physics, seed=k)
+
+
+def dps(k):
+    algo = dinv.sampling.DPS(denoiser, num_steps=STEPS, weight=27.0, dtype=torch.float32,
+                             rng=torch.Generator().manual_seed(k))
+    return algo(y, physics, seed=k)
+
+
 with torch.no_grad():
-    x_diffpir = mean_of_draws(lambda k: dinv.sampling.DiffPIR(
-        denoiser, dinv.optim.data_fidelity.L2(), sigma=0.01, max_iter=STEPS, lambda_=30.0)(y, physics, seed=k))
-    x_ddrm = mean_of_draws(lambda k: dinv.sampling.DDRM(
-        denoiser, sigmas=torch.linspace(1, 0.01, STEPS).numpy(), eta=0.85)(y, physics, seed=k))
-x_dps = mean_of_draws(lambda k: dinv.sampling.DPS(
-    denoiser, num_steps=STEPS, weight=27.0, rng=torch.Generator().manual_seed(k), dtype=torch.float32)(
-        y, physics, seed=k))
+    x_diffpir = mean_of_draws(diffpir)
+    x_ddrm = mean_of_draws(ddrm)
+x_dps = mean_of_draws(dps)
 
 # %%
 # Our sampler
@@ -68,7 +83,8 @@ x_dps = mean_of_draws(lambda k: dinv.sampling.DPS(
 # the anisotropic denoising problem the blur becomes in the Hartley basis: no likelihood
 # approximation, no hyper-parameter tuned per task.
 
-ours = MALASampler(model, sigma_max=10.0, n_levels=STEPS // 2, n_corrector=1, predictor="covariance")
+ours = MALASampler(model, sigma_max=10.0, n_levels=STEPS // 2, n_corrector=1,
+                   predictor="covariance")
 x_mala = ours.draw(y, physics, n=DRAWS, seed=0).x.float().clamp(0, 1).mean(0)
 
 # %%
@@ -85,7 +101,8 @@ results = {"DPS": x_dps, "DiffPIR": x_diffpir, "DDRM": x_ddrm, "MALA (ours)": x_
 benchmark = {"DPS": 20.5, "DiffPIR": 22.1, "DDRM": 27.0, "MALA (ours)": 25.0}
 print(f"{'method':12s} {'here (4 images)':>16s} {'benchmark (256)':>16s}")
 for name, est in results.items():
-    print(f"{name:12s} {psnr(est, x).mean().item():13.1f} dB {benchmark[name]:13.1f} dB")
+    here = psnr(est, x).mean().item()
+    print(f"{name:12s} {here:13.1f} dB {benchmark[name]:13.1f} dB")
 
 dinv.utils.plot(
     [y, x_dps, x_diffpir, x_ddrm, x_mala, x],

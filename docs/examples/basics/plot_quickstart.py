@@ -65,7 +65,8 @@ rows = [
 ]
 for name, _, p in rows:
     if p is not None:
-        print(f"{name:30s} PSNR {p.mean():5.2f} dB (per image: {', '.join(f'{v:.1f}' for v in p.tolist())})")
+        per_image = ", ".join(f"{v:.1f}" for v in p.tolist())
+        print(f"{name:30s} PSNR {p.mean():5.2f} dB (per image: {per_image})")
 
 fig, axes = plt.subplots(2, 5, figsize=(10, 4.4))
 for j, (name, img, _) in enumerate(rows):

@@ -61,7 +61,8 @@ half = float(widths[1] - widths[0]) / 2
 for i in range(3):
     a, b = float(lo[i]) - half, float(hi[i]) + half
     inside = "inside" if a <= true_width[i] <= b else "OUTSIDE"
-    print(f"true {true_width[i]:.2f}  MAP {post.map()['width'][i]:.3f}  posterior mean {mean[i]:.3f}  "
+    map_width = post.map()["width"][i]
+    print(f"true {true_width[i]:.2f}  MAP {map_width:.3f}  posterior mean {mean[i]:.3f}  "
           f"90% interval [{a:.3f}, {b:.3f}] (width {b - a:.3f}): truth {inside}")
 
 # %%

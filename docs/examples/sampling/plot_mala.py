@@ -37,12 +37,13 @@ for name, sampler in [("unadjusted Langevin", unadjusted), ("MALA", adjusted)]:
     draws = sampler.draw(y, physics, n=4, seed=0).x[:, 0]
     summary = sampler.diagnostics.summary()
     results[name] = draws.mean(0, keepdim=True)
-    if sampler.iterator.mh:
+    if isinstance(sampler, MALASampler):
         moves = f"acceptance rate {summary['acceptance_rate']:.2f}"
     else:
-        moves = f"all moves kept (a Metropolis test would have accepted {summary['acceptance_rate']:.2f})"
-    print(f"{name:20s} PSNR of the mean {psnr(results[name], x).item():5.2f} dB, "
-          f"{summary['nfe']} network evaluations, {moves}")
+        rate = summary["acceptance_rate"]
+        moves = f"all moves kept; a Metropolis test would have accepted {rate:.2f}"
+    print(f"{name}: PSNR of the mean {psnr(results[name], x).item():.2f} dB, "
+          f"{summary['nfe']} network evaluations\n    {moves}")
 
 # %%
 # The Metropolis step costs no extra network evaluation (the energy comes with its gradient).

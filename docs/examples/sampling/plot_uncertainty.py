@@ -36,30 +36,31 @@ problems = {
 sampler = PredictorCorrectorSampler(model, n_levels=40, n_corrector=0, predictor="covariance")
 
 # %%
-# Six draws per problem. Images share the grey scale [0, 1]; the standard deviation and the
-# absolute error of the mean share one colour scale per row (the colour bars).
+# Six draws per problem, one row each. Images share the grey scale [0, 1]; the standard deviation
+# and the absolute error of the mean share one colour scale per row (the colour bars).
 
 torch.manual_seed(0)
-for name, physics in problems.items():
+fig, axes = plt.subplots(len(problems), 7, figsize=(13, 2.2 * len(problems)))
+for row, (name, physics) in zip(axes, problems.items()):
     y = physics(x)
     draws = sampler.draw(y, physics, n=6, seed=0).x[:, 0].clamp(0, 1)  # (n, C, H, W)
     mean, std = draws.mean(0), draws.std(0)
     error = (mean - x[0]).abs()
     vmax = float(torch.maximum(std.max(), error.max()))
 
-    fig, axes = plt.subplots(1, 7, figsize=(13, 2.3))
     panels = [(y[0], name), (draws[0], "sample 1"), (draws[1], "sample 2"), (mean, "mean of 6"),
               (x[0], "truth")]
-    for ax, (img, title) in zip(axes[[0, 1, 2, 3, 6]], panels):
+    for ax, (img, title) in zip(row[[0, 1, 2, 3, 6]], panels):
         ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
         ax.set_title(title, fontsize=9)
-    for ax, (img, title) in zip(axes[[4, 5]], [(std, "posterior std"), (error, "|mean - truth|")]):
+    for ax, (img, title) in zip(row[[4, 5]], [(std, "posterior std"), (error, "|mean - truth|")]):
         im = ax.imshow(img[0], cmap="magma", vmin=0, vmax=vmax)
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    for ax in axes:
+    for ax in row:
         ax.set_axis_off()
-    fig.tight_layout()
     inside = std[0, 8:20, 8:20].mean() if name == "box inpainting" else None
     msg = f", inside the box {inside:.3f}" if inside is not None else ""
-    print(f"{name}: mean posterior std {std.mean():.3f}{msg}; mean absolute error {error.mean():.3f}")
+    print(f"{name}: mean posterior std {std.mean():.3f}{msg}; "
+          f"mean absolute error {error.mean():.3f}")
+fig.tight_layout()

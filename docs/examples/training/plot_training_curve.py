@@ -38,36 +38,50 @@ if len(sys.argv) > 1 and not sys.argv[1].startswith("-"):
     runs = {pathlib.Path(p).name: read_log(pathlib.Path(p)) for p in sys.argv[1:]}
 else:
     state = find_training_state()
-    runs = {name: read_log(state / name) for name in ("fmnist-28", "fmnist-28-edm", "fmnist-28-wiener")}
+    names = ("fmnist-28", "fmnist-28-edm", "fmnist-28-wiener")
+    runs = {name: read_log(state / name) for name in names}
 
 # %%
 # Losses and time per step
 # ------------------------
-# The loss is :math:`L_\text{den} + w L_\text{cov}` (``w = 1``). The weighted runs
+# The loss is :math:`L_\text{den} + w L_\text{cov}` (``w = 1``), drawn raw (light) and as a running
+# mean over 10 logged points. The weighted runs
 # (``--loss-weight edm``) train a differently scaled denoising term, so their losses are not
 # comparable with the first run's; each is plotted against its own step count. The time per step
 # is ``batch size / images per second`` from the log (batch 64, one CPU thread, with the cores
 # shared by other jobs part of the time).
 
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+def smooth(values, k=10):
+    """Running mean over k logged points (the raw loss is noisy: one batch per point)."""
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v - (values[i - k] if i >= k else 0.0)
+        out.append(acc / min(i + 1, k))
+    return out
+
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
 base = runs.get("fmnist-28", next(iter(runs.values())))
-axes[0].plot(base["step"], base["L_den"], label=r"$L_\mathrm{den}$")
-axes[0].plot(base["step"], base["L_cov"], label=r"$L_\mathrm{cov}$")
-axes[0].plot(base["step"], base["loss"], label="loss", lw=0.8, color="k")
-axes[0].set_title("fmnist-28 (the bundled model's run)", fontsize=9)
+curves = (("loss", "k", "loss"), ("L_den", "C0", r"$L_\mathrm{den}$"), ("L_cov", "C1", r"$L_\mathrm{cov}$"))
+for key, color, label in curves:
+    axes[0].plot(base["step"], base[key], color=color, alpha=0.2, lw=0.6)
+    axes[0].plot(base["step"], smooth(base[key]), color=color, label=label)
 axes[0].axvline(2400, color="gray", ls=":", lw=1)
-axes[0].text(2400, axes[0].get_ylim()[1], " bundled weights", fontsize=7, va="top", color="gray")
+axes[0].text(2400, 0.02, " bundled\n weights", fontsize=7, color="gray")
+axes[0].set_title("fmnist-28 (the bundled model's run)", fontsize=9)
+axes[0].set_ylim(0, None)
 for name, log in runs.items():
     if log is not base:
-        axes[1].plot(log["step"], log["loss"], label=name)
-axes[1].set_title("retraining (own step counts)", fontsize=9)
+        axes[1].plot(log["step"], smooth(log["loss"]), label=name)
+axes[1].set_yscale("log")
+axes[1].set_title("retraining, loss (own step counts)", fontsize=9)
 for name, log in runs.items():
     axes[2].plot(log["step"], [64 / v for v in log["imgs_per_s"]], ".", ms=2, label=name)
-axes[2].set_title("seconds per 64-image step", fontsize=9)
+axes[2].set_ylim(0, 10)
+axes[2].set_title("seconds per 64-image step (one CPU thread)", fontsize=9)
 for ax in axes:
     ax.set_xlabel("step")
-    ax.legend(fontsize=7)
-axes[0].set_ylim(0, None)
+    ax.legend(fontsize=7, loc="upper right")
 fig.tight_layout()
 
 for name, log in runs.items():
