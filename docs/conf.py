@@ -343,6 +343,8 @@ sphinx_gallery_conf = {
     "reference_url": {"deepinv_energy": None},
     "show_memory": False,
     "min_reported_time": 1,
+    # the computation-time pages load jQuery and DataTables from CDNs: not written (the site is offline)
+    "write_computation_times": False,
 }
 
 # ---------------------------------------------------------------------------------------- HTML
