@@ -7,8 +7,8 @@ test image and the bundled ``fashion-mnist-28`` model, counting:
 * network evaluations: forward calls of the U-Net backbone (``model.net``), next to the
   sampler's own ``diagnostics.nfe``;
 * Hartley transforms: calls of ``deepinv_energy.covariance.hartley`` (every module's binding of it);
-* ``Covariance`` constructions (calls of ``Covariance.__init__``, each a validation with a full
-  ``isfinite`` scan);
+* ``Covariance`` constructions: validated ones (calls of ``Covariance.__init__``, each with a full
+  ``isfinite`` scan) and, where it exists, unchecked ones (``Covariance.trusted``);
 * ``check_image`` calls (every module's binding of it);
 * ``to_denoising_problem`` calls, also for ``sample(n_samples=8, parallel=4)``;
 * all ``torch.fft`` calls (including deepinv's and those inside the Hartley transform);
@@ -90,6 +90,15 @@ class Counting:
 
         Covariance.__init__ = counted_init
         self._undo.append((Covariance, "__init__", init))
+        if "trusted" in vars(Covariance):  # the unchecked constructor, where it exists
+            trusted = vars(Covariance)["trusted"]
+
+            def counted_trusted(cls, *args, **kwargs):
+                counts["Covariance.trusted"] += 1
+                return trusted.__func__(cls, *args, **kwargs)
+
+            Covariance.trusted = classmethod(counted_trusted)
+            self._undo.append((Covariance, "trusted", trusted))
         for name in FFT_NAMES:
             original = getattr(torch.fft, name)
 
@@ -155,7 +164,8 @@ def main(argv=None):
     print("| --- | ---: | ---: | ---: |")
     print(f"| network evaluations (U-Net forward) | {n_net} | 1 | {sample.get('network', 0)} |")
     print(f"| sampler diagnostics.nfe | {nfe} | | |")
-    for key, label in (("hartley", "Hartley transforms"), ("Covariance", "Covariance constructions"),
+    for key, label in (("hartley", "Hartley transforms"), ("Covariance", "Covariance constructions (validated)"),
+                       ("Covariance.trusted", "Covariance constructions (unchecked, Covariance.trusted)"),
                        ("check_image", "check_image calls"), ("to_denoising_problem", "to_denoising_problem calls"),
                        ("torch.fft", "torch.fft calls (all)")):
         v = draw.get(key, 0)
