@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-__all__ = ["Covariance", "hartley", "basis_transform", "check_image", "BASES"]
+__all__ = ["Covariance", "hartley", "basis_transform", "pixel_variance", "check_image", "BASES"]
 
 #: Names of the supported bases.
 BASES = ("pixel", "hartley")
@@ -73,6 +73,27 @@ def basis_transform(x: torch.Tensor, basis: str) -> torch.Tensor:
     if basis == "hartley":
         return hartley(x)
     raise ValueError(f"basis must be one of {BASES}, got {basis!r}.")
+
+
+def pixel_variance(v: torch.Tensor, basis: str) -> torch.Tensor:
+    r"""Per-pixel variances :math:`\operatorname{diag}(V \operatorname{diag}(v) V^\top)` of a covariance diagonal in ``basis``.
+
+    For the Hartley basis, :math:`V_{pk}^2 = (1 + \sin 2\theta_{pk}) / (HW)` with
+    :math:`\theta_{pk} = 2\pi(k_1 p_1 / H + k_2 p_2 / W)`, so the diagonal is
+    :math:`(\sum_k v_k - \operatorname{Im}\,\hat v(2p)) / (HW)` with :math:`\hat v` the
+    (unnormalized) 2-D DFT of :math:`v`: exact, one FFT.
+
+    :param torch.Tensor v: (..., H, W) variances per coefficient.
+    :param str basis: ``"pixel"`` or ``"hartley"``.
+    """
+    if basis == "pixel":
+        return v
+    h, w = v.shape[-2:]
+    f = torch.fft.fft2(v).imag
+    i2 = (2 * torch.arange(h, device=v.device)) % h
+    j2 = (2 * torch.arange(w, device=v.device)) % w
+    f2 = f[..., i2, :][..., :, j2]
+    return (v.sum(dim=(-2, -1), keepdim=True) - f2) / (h * w)
 
 
 class Covariance:

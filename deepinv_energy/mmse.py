@@ -12,7 +12,7 @@ from deepinv.models import Reconstructor
 from ._checks import check_variance_range
 from .models.base import EnergyModel
 from .problems import LAM_MAX, LAM_MIN, DenoisingProblem, check_supported, to_denoising_problem
-from .sampling.engine import pixel_variance
+from .covariance import pixel_variance
 from .sampling.samplers import _check_model_shape, _work_dtype
 
 __all__ = ["EnergyMMSE", "MMSEOutput"]

@@ -432,6 +432,10 @@ def test_cli_parser():
     )
     cfg = config_from_args(args)
     assert cfg.steps == 5 and cfg.w_cov == 0.5 and cfg.families == ["box", "mask"] and args.resume
+    # the options are generated from TrainConfig: no arguments give its defaults, field by field
+    assert config_from_args(build_parser().parse_args([])) == TrainConfig()
+    off = config_from_args(build_parser().parse_args(["--no-attention", "--lam-min", "1e-8", "--overwrite"]))
+    assert not off.attention and off.lam_min == 1e-8 and off.overwrite
 
 
 DDP_CFG = dict(data="gmm:1,4,4,2,0,256", steps=3, batch_size=8, width=4, depth=1, ckpt_every=10, warmup=1, seed=5,

@@ -203,6 +203,13 @@ def test_input_validation():
     y[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         m.energy(y, Covariance.isotropic(0.1, torch.rand(2, 1, 8, 8)))
+    # the samplers evaluate through the unchecked coefficient path: they check the size once, by name
+    import deepinv as dinv
+    from deepinv_energy.sampling import MALASampler
+
+    assert m.image_shape == (1, 8, 8)
+    with pytest.raises(ValueError, match=r"shape \(1, 8, 8\).*\(1, 6, 6\)"):
+        MALASampler(m, n_levels=3).draw(torch.rand(1, 1, 6, 6), dinv.physics.Denoising(dinv.physics.GaussianNoise(0.1)))
 
 
 def test_data_statistics():

@@ -329,6 +329,12 @@ class EnergyUNet(EnergyModel):
         masks = torch.stack([(idx == k).float() for k in range(n)])  # (n, H, W)
         return masks / masks.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
 
+    @property
+    def image_shape(self) -> tuple:
+        """(C, H, W) of the images this model takes."""
+        cfg = self.config
+        return (cfg.channels, cfg.height, cfg.width_px)
+
     def data_log_var(self, basis: str) -> torch.Tensor:
         """Log of the data variances :math:`v` in ``basis``, shape (C, H, W)."""
         return self.log_v_pixel if basis == "pixel" else self.log_v_hartley

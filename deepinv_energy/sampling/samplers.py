@@ -31,6 +31,7 @@ from typing import Callable
 import torch
 from deepinv.sampling import BaseSampling, SamplingIterator
 
+from .._checks import check_variance_range
 from ..covariance import Covariance
 from ..models.base import work_dtype
 from ..problems import LAM_MAX, LAM_MIN, DenoisingProblem, to_denoising_problem
@@ -156,9 +157,9 @@ class SamplerSettings:
             raise ValueError(f"predictor must be one of {PREDICTORS}, got {self.predictor!r}.")
         put("parallel", _positive("parallel", self.parallel, integer=True))
         lo, hi = self.lam_min, self.lam_max
-        if not all(isinstance(v, Real) and not isinstance(v, bool) for v in (lo, hi)) or not (0 < lo < hi) \
-                or not math.isfinite(hi):
-            raise ValueError(f"need 0 < lam_min < lam_max < inf, got lam_min={lo}, lam_max={hi}.")
+        if not all(isinstance(v, Real) and not isinstance(v, bool) for v in (lo, hi)):
+            raise ValueError(f"lam_min and lam_max must be numbers, got lam_min={lo!r}, lam_max={hi!r}.")
+        check_variance_range(lo, hi)
         put("lam_min", float(lo)), put("lam_max", float(hi))
         if not isinstance(self.fill, Real) or isinstance(self.fill, bool) or not math.isfinite(self.fill):
             raise ValueError(f"fill must be a finite number, got {self.fill!r}.")

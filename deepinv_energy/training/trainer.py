@@ -23,10 +23,11 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
@@ -65,13 +66,17 @@ SCHEDULE_FIELDS = ("steps", "lr", "warmup", "schedule", "min_lr_ratio", "grad_cl
 class TrainConfig:
     """Everything a training run depends on (saved in every checkpoint).
 
-    :param str data: data specification (see :func:`deepinv_energy.data.load_images`).
+    :param str data: data specification: 'fashion-mnist', a directory of idx files or images,
+        'folder:PATH' or 'gmm:C,H,W,K[,seed[,n]]' (see :func:`deepinv_energy.data.load_images`).
+    :param str split: ``"train"`` or ``"test"`` images of the dataset.
+    :param int limit: use the first N images (0: all).
     :param str out: run directory (checkpoints, CSV log, config).
     :param int steps: total optimizer steps.
     :param int batch_size: global batch size (split evenly across ranks).
     :param float lr: peak learning rate.
     :param int warmup: linear warmup steps.
     :param str schedule: ``"cosine"`` (to ``min_lr_ratio * lr`` at ``steps``) or ``"constant"``.
+    :param float min_lr_ratio: final learning rate of the cosine schedule, relative to ``lr``.
     :param float grad_clip: max global gradient norm (0 disables).
     :param float ema_decay: EMA decay (warmed up as ``min(decay, (1+t)/(10+t))``).
     :param float w_cov: weight of the covariance-score term.
@@ -85,11 +90,22 @@ class TrainConfig:
         benchmarks, used through :class:`~deepinv_energy.denoiser.UNetDenoiser`).
     :param int width: channels of the first UNet level.
     :param int depth: number of downsamplings (image sizes divisible by ``2**depth``).
-    :param str input_scale: network input scaling, see :class:`~deepinv_energy.models.unet.UNetConfig`.
+    :param int num_res: residual blocks per UNet level.
+    :param bool attention: self-attention at the coarsest level.
+    :param str form: energy parameterization, ``"residual"`` or ``"inner"``.
+    :param str input_scale: network input scaling, ``"whiten"`` c/sqrt(v+lam) or ``"wiener"``
+        sqrt(v) c/(v+lam), see :class:`~deepinv_energy.models.unet.UNetConfig`.
+    :param list families: covariance families of the training distribution
+        (:data:`~deepinv_energy.training.distribution.DEFAULT_FAMILIES`; comma-separated on the command line).
+    :param float p_pixel: probability of drawing a pixel-basis covariance.
+    :param float lam_min: smallest noise variance trained for.
+    :param float lam_max: largest noise variance (that of unobserved coefficients).
     :param int ckpt_every: checkpoint period in steps.
+    :param int log_every: CSV log period in steps.
     :param int seed: seed of initialization, data order and noise.
     :param str device: ``"cpu"`` or ``"cuda"`` (``"cuda"`` uses ``cuda:LOCAL_RANK``).
     :param int threads: torch intra-op threads (0: leave torch's default).
+    :param int norm_images: images used to estimate the normalization constant after training.
     :param bool overwrite: start afresh even if ``out`` holds a checkpoint (which is then replaced);
         without it (and without ``resume``) such a run directory is refused.
     :param bool allow_config_change: on resume, accept a checkpoint whose schedule fields
@@ -553,68 +569,56 @@ def train(config: TrainConfig | None = None, resume: bool = False, images: torch
     return tr
 
 
+#: choices of the string options of :class:`TrainConfig` on the command line.
+_CHOICES = {"split": ("train", "test"), "schedule": ("cosine", "constant"), "loss_weight": ("none", "edm"),
+            "objective": ("energy", "denoiser"), "form": ("residual", "inner"), "input_scale": ("whiten", "wiener")}
+
+
+def _field_help() -> dict:
+    """Help text of every :class:`TrainConfig` field, from its docstring (one source)."""
+    doc = TrainConfig.__doc__
+    out = {}
+    for m in re.finditer(r":param \w+ (\w+): (.*?)(?=\n\s*:param|\Z)", doc, flags=re.S):
+        text = re.sub(r":\w+:`~?([^`]+)`", lambda r: r.group(1).split(".")[-1], m.group(2))
+        out[m.group(1)] = " ".join(re.sub(r"``(.*?)``", r"\1", text).split())
+    return out
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Options of ``deepinv-energy train`` (adds them to ``parser`` if given)."""
+    """Options of ``deepinv-energy train`` (adds them to ``parser`` if given): one per
+    :class:`TrainConfig` field (generated from the dataclass and its docstring), plus ``--resume``,
+    ``--stop-at`` and ``--export``."""
     p = parser or argparse.ArgumentParser(prog="deepinv-energy train", description="Train an EnergyUNet.")
-    d = TrainConfig()
-    p.add_argument("--data", default=d.data, help="'fashion-mnist', a directory of idx files or images, "
-                   "'folder:PATH' or 'gmm:C,H,W,K[,seed[,n]]' (default: %(default)s)")
-    p.add_argument("--split", default=d.split, choices=["train", "test"])
-    p.add_argument("--limit", type=int, default=d.limit, help="use the first N images (0: all)")
-    p.add_argument("--out", default=d.out, help="run directory (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup", type=int, default=d.warmup)
-    p.add_argument("--schedule", default=d.schedule, choices=["cosine", "constant"])
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--width", type=int, default=d.width)
-    p.add_argument("--depth", type=int, default=d.depth)
-    p.add_argument("--num-res", type=int, default=d.num_res)
-    p.add_argument("--no-attention", action="store_true")
-    p.add_argument("--form", default=d.form, choices=["residual", "inner"], help="energy parameterization")
-    p.add_argument("--input-scale", default=d.input_scale, choices=["whiten", "wiener"],
-                   help="network input scaling: 'whiten' c/sqrt(v+lam) or 'wiener' sqrt(v) c/(v+lam)")
-    p.add_argument("--w-cov", type=float, default=d.w_cov)
-    p.add_argument("--loss-weight", default=d.loss_weight, choices=["none", "edm"],
-                   help="weighting of the denoising term: 'none' (the paper's) or 'edm' (1 + lam/v per coefficient)")
-    p.add_argument("--init-from", default=d.init_from, help="warm start from the weights of this training checkpoint")
-    p.add_argument("--objective", default=d.objective, choices=["energy", "denoiser"],
-                   help="'energy' (the method) or 'denoiser' (plain isotropic denoiser of the same backbone)")
-    p.add_argument("--families", default=",".join(d.families),
-                   help="comma-separated covariance families (default: all but motion_blur,bands)")
-    p.add_argument("--p-pixel", type=float, default=d.p_pixel)
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    p.add_argument("--log-every", type=int, default=d.log_every)
+    helps = _field_help()
+    for f in fields(TrainConfig):
+        d = getattr(TrainConfig(), f.name)
+        flag = "--" + f.name.replace("_", "-")
+        h = helps.get(f.name, "")
+        if isinstance(d, bool):
+            if d:  # on by default: a --no-X switch
+                p.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                               help=f"disable: {h}")
+            else:
+                p.add_argument(flag, action="store_true", help=h)
+        elif isinstance(d, list):
+            p.add_argument(flag, default=",".join(d), type=lambda v: [x for x in v.split(",") if x],
+                           help=h + " (default: %(default)s)")
+        else:
+            p.add_argument(flag, type=type(d), default=d, choices=_CHOICES.get(f.name),
+                           help=h + " (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start afresh even if OUT holds a checkpoint (replacing it); refused otherwise")
-    p.add_argument("--allow-config-change", action="store_true",
-                   help="on --resume, accept changed schedule options (lr, steps, w-cov, families, ema-decay, ...); "
-                        "the changes are recorded in OUT/changes.log")
     p.add_argument("--stop-at", type=int, default=0,
                    help="stop (with a checkpoint) once this step is reached, without changing the schedule of --steps")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: default)")
     p.add_argument("--export", default="", help="after training, save the normalized EMA model in this directory")
     return p
 
 
 def config_from_args(args) -> TrainConfig:
-    return TrainConfig(
-        data=args.data, split=args.split, limit=args.limit, out=args.out, steps=args.steps,
-        batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, schedule=args.schedule,
-        grad_clip=args.grad_clip, ema_decay=args.ema_decay, w_cov=args.w_cov, loss_weight=args.loss_weight,
-        init_from=args.init_from, objective=args.objective, width=args.width,
-        depth=args.depth, num_res=args.num_res, attention=not args.no_attention, form=args.form,
-        input_scale=args.input_scale,
-        families=[f for f in args.families.split(",") if f], p_pixel=args.p_pixel,
-        ckpt_every=args.ckpt_every, log_every=args.log_every, seed=args.seed, device=args.device,
-        threads=args.threads, overwrite=getattr(args, "overwrite", False),
-        allow_config_change=getattr(args, "allow_config_change", False),
-    )
+    """The :class:`TrainConfig` of parsed :func:`build_parser` options."""
+    kw = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    if isinstance(kw.get("families"), str):
+        kw["families"] = [x for x in kw["families"].split(",") if x]
+    return TrainConfig(**kw)
 
 
 def main_train(argv=None) -> int:
