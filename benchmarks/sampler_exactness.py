@@ -248,7 +248,7 @@ def section_nfe(n, lines, figure):
     lines += ["## 3. Evaluations (NFE) against error: fixed vs adaptive schedules", "",
               f"n = {n} draws per measurement (2 measurements), predictor only (no corrector). NFE = mean evaluations per chain "
               "(the adaptive sampler stops a measurement when all its coefficients reach their floor; one pilot chain per measurement chooses its path). "
-              "Parameter: levels (fixed), tolerance (error rule; step bounds tolerance to 40 x tolerance), gamma (paper rule, min decrease 0.05, max 2 gamma).", ""]
+              "Parameter: levels (fixed), tolerance (error rule; step bounds 0.05 r to 2 r, r = min(1, tolerance / 0.05)), gamma (paper rule, min decrease 0.05, max 2 min(1, gamma)).", ""]
     curves = {}
     for name, shape in [("inpainting", (1, 4, 4)), ("decimation", (1, 4, 4))]:
         model, physics, y, ref = build(name, shape)

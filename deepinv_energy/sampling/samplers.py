@@ -330,8 +330,8 @@ class AdaptiveIterator(EnergySamplingIterator):
     :param str rule: ``"error"`` or ``"covariance_score"``.
     :param float tolerance: :math:`\varepsilon > 0`.
     :param float gamma: :math:`\gamma > 0`.
-    :param float min_decrease: :math:`\delta_{\min}` (default :math:`\varepsilon`, or :math:`0.05\gamma`).
-    :param float max_decrease: :math:`\delta_{\max}` (default :math:`40\varepsilon`, or :math:`2\gamma`).
+    :param float min_decrease: :math:`\delta_{\min}` (default :math:`0.05 r`, :math:`r = \min(1, \varepsilon / 0.05)` or :math:`\min(1, \gamma)`).
+    :param float max_decrease: :math:`\delta_{\max}` (default :math:`2 r`).
     :param int max_steps: error if the path has not reached its floor after this many steps.
     :param int pilots: pilot chains per measurement.
     :param SamplerSettings settings: shared settings (or their fields as keyword arguments;
@@ -368,8 +368,8 @@ class AdaptiveIterator(EnergySamplingIterator):
             raise ValueError(f"rule must be one of {ADAPTIVE_RULES}, got {rule!r}.")
         tolerance = _positive("tolerance", tolerance)
         gamma = _positive("gamma", gamma)
-        # the step bounds scale with the rule's step parameter, so that every step goes to zero with it
-        scale = tolerance / 0.05 if rule == "error" else gamma
+        # below the default step parameter, the step bounds shrink with it, so that every step goes to zero with it
+        scale = min(1.0, tolerance / 0.05 if rule == "error" else gamma)
         min_decrease = 0.05 * scale if min_decrease is None else _positive("min_decrease", min_decrease)
         max_decrease = 2.0 * scale if max_decrease is None else _positive("max_decrease", max_decrease)
         if min_decrease > max_decrease:
@@ -674,9 +674,10 @@ class AdaptiveSampler(_EnergySampler):
     posterior as the tolerance goes to zero, not as ``n`` grows at fixed tolerance; a new path is
     drawn for every batch of ``parallel`` draws in :meth:`sample`).
 
-    By default the bounds are proportional to the step parameter, :math:`\delta_{\min} = \varepsilon`
-    and :math:`\delta_{\max} = 40\,\varepsilon` (:math:`0.05\gamma` and :math:`2\gamma` for the
-    paper's rule), so every step goes to zero with it and the
+    By default the bounds are :math:`\delta_{\min} = 0.05\,r` and :math:`\delta_{\max} = 2\,r` with
+    :math:`r = \min(1, \varepsilon / 0.05)` (:math:`r = \min(1, \gamma)` for the paper's rule): the
+    fixed bounds 0.05 and 2 at and above the default tolerance, proportional to it below, so every
+    step goes to zero with the tolerance and the
     error falls with the tolerance like a fixed schedule's falls with the number of levels
     (``tests/test_sampling.py`` checks it on a bimodal mixture posterior).
 
@@ -715,9 +716,9 @@ class AdaptiveSampler(_EnergySampler):
     :param float tolerance: :math:`\varepsilon > 0` of ``rule="error"``.
     :param float gamma: :math:`\gamma > 0` of ``rule="covariance_score"``.
     :param float min_decrease: :math:`\delta_{\min} > 0` (guarantees termination); default
-        proportional to the tolerance (or ``gamma``), 0.05 at the default tolerance.
-    :param float max_decrease: :math:`\delta_{\max} \geq \delta_{\min}`; default proportional to
-        the tolerance (or ``gamma``), 2 at the default tolerance.
+        :math:`0.05 \min(1, \varepsilon / 0.05)` (or :math:`0.05 \min(1, \gamma)`).
+    :param float max_decrease: :math:`\delta_{\max} \geq \delta_{\min}`; default
+        :math:`2 \min(1, \varepsilon / 0.05)` (or :math:`2 \min(1, \gamma)`).
     :param int max_steps: error if the path has not reached its floor after this many steps.
     :param int pilots: pilot chains per measurement that choose the path (discarded).
     :param kwargs: ``n_corrector``, ``snr``, ``step_size``, ``temperature``, ``mh``, ``predictor``,
