@@ -372,7 +372,7 @@ class EnergyUNet(EnergyModel):
         return self._core(cov.to_basis(y - self.mean.to(y.dtype)), cov.basis, cov.log_var)
 
     def _core(self, c: torch.Tensor, basis: str, lv: torch.Tensor):
-        """:meth:`_network` from the centred coefficients ``c`` = :math:`V^\top (y - \mu)` (unchecked)."""
+        r""":meth:`_network` from the centred coefficients ``c`` = :math:`V^\top (y - \mu)` (unchecked)."""
         dt = c.dtype
         lv = lv.to(dt)
         log_v = self.data_log_var(basis).to(dt)
