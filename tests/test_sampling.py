@@ -49,15 +49,6 @@ N_DRAWS = 2000  # per measurement; B = 2 measurements -> 4000 chains in one batc
 
 
 # ---------------------------------------------------------------------------------------- helpers
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small batched linear algebra: one thread is fastest, and avoids oversubscribing shared CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def mean_kl(out, ref) -> float:
     """Mean over the batch of the Gaussian-fit KL of a SamplerOutput (or of exact draws (n, B, ...))."""
     x = out if isinstance(out, torch.Tensor) else out.x

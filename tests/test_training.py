@@ -28,13 +28,6 @@ from deepinv_energy.training import (
 from deepinv_energy.training.trainer import config_from_args, load_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 # ---------------------------------------------------------------------------- distribution
 def test_default_holdout():

@@ -11,13 +11,6 @@ from deepinv_energy.models.pretrained import REGISTRY, list_pretrained, resolve_
 from deepinv_energy.models.unet import EnergyUNet, UNetConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _model(C=1, H=8, W=8, seed=0, perturb=False, dtype=torch.float32, **kw):
     torch.manual_seed(seed)
