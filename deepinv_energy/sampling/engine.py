@@ -37,8 +37,6 @@ from ..problems import DenoisingProblem
 
 __all__ = ["SamplerDiagnostics", "SamplerOutput", "Evaluation", "Chains", "run", "pixel_variance", "posterior_variance"]
 
-LOG_4PI = math.log(4 * math.pi)
-
 
 # ---------------------------------------------------------------------------------------- outputs
 @dataclass
