@@ -13,7 +13,8 @@ _SOURCES = {
     ".denoiser": ("EnergyDenoiser", "UNetDenoiser"),
     ".mmse": ("EnergyMMSE", "MMSEOutput"),
     ".prior": ("EnergyPrior",),
-    ".sampling": ("AdaptiveSampler", "MALASampler", "PredictorCorrectorSampler", "geometric_schedule"),
+    ".sampling": ("AdaptiveSampler", "MALASampler", "PredictorCorrectorSampler", "SplitGibbsSampler",
+                  "geometric_schedule"),
     ".problems": ("LAM_MAX", "LAM_MIN", "SUPPORTED_PHYSICS", "DenoisingProblem", "UnsupportedPhysicsError",
                   "to_denoising_problem"),
 }
@@ -60,6 +61,7 @@ __all__ = [
     "AdaptiveSampler",
     "MALASampler",
     "PredictorCorrectorSampler",
+    "SplitGibbsSampler",
     "geometric_schedule",
     "BlindEstimator",
     "BlindPosterior",

@@ -24,10 +24,11 @@ import deepinv as dinv
 import torch
 
 from .covariance import Covariance
-from .models.gaussian import GaussianMixtureEnergy
+from .models.gaussian import GaussianMixtureEnergy, MixturePosterior, _linear_gaussian_posterior
+from .problems import noise_std, physics_matrix
 from .sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler
 
-__all__ = ["random_mixture", "mixture_problem", "bimodal_problem", "mode_weights", "level_target", "moment_z", "gaussian_kl", "tweedie_extra_var",
+__all__ = ["random_mixture", "mixture_problem", "bimodal_problem", "mode_weights", "level_target", "split_gibbs_target", "moment_z", "gaussian_kl", "tweedie_extra_var",
            "PHYSICS_CASES", "SAMPLER_CASES", "ADAPTIVE_CASE"]
 
 #: physics names of :func:`mixture_problem`.
@@ -152,6 +153,24 @@ def level_target(seed=7, s_obs=0.3, s_lvl=0.2):
                                         model.log_weights.exp())
     target = level_prior.posterior(y, Covariance.isotropic(s_obs**2 - s_lvl**2, y))
     return model, physics, y, s_lvl, target
+
+
+def split_gibbs_target(model: GaussianMixtureEnergy, y: torch.Tensor, physics, rho: float) -> MixturePosterior:
+    r"""Exact :math:`x`-marginal of the split Gibbs target of :class:`~deepinv_energy.sampling.SplitGibbsSampler`:
+    the posterior of the mixture under the inflated likelihood
+    :math:`\mathcal{N}(y;\, A x,\, \sigma^2 I + \rho^2 A A^\top)` (``rho=0``: the posterior itself).
+
+    :param model: the mixture prior; ``y`` (B, ...) measurements of the linear ``physics``
+        (Gaussian noise, dense matrix from :func:`~deepinv_energy.problems.physics_matrix`).
+    """
+    b, dt, dev = y.shape[0], y.dtype, y.device
+    a = physics_matrix(physics, model.image_shape, b, dtype=dt, device=dev)
+    sigma = noise_std(physics, b, dtype=dt, device=dev)
+    eye = torch.eye(a.shape[1], dtype=dt, device=dev)
+    noise_cov = sigma.reshape(-1, 1, 1) ** 2 * eye + rho**2 * a @ a.transpose(-1, -2)
+    out = _linear_gaussian_posterior(model.log_weights.to(y), model.means.reshape(-1, model.dim).to(y),
+                                     model.covs.to(y), a, y.reshape(b, -1), noise_cov)
+    return MixturePosterior(*out, image_shape=model.image_shape)
 
 
 def moment_z(xs: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor, extra_var: torch.Tensor | None = None):

@@ -1,7 +1,8 @@
 r"""Posterior samplers for energy models: reverse diffusion in covariance space.
 
 Predictor-corrector (:class:`PredictorCorrectorSampler`), Metropolis-adjusted corrector
-(:class:`MALASampler`) and energy-guided adaptive schedules (:class:`AdaptiveSampler`), as
+(:class:`MALASampler`) and energy-guided adaptive schedules (:class:`AdaptiveSampler`) for the physics written as denoising, split Gibbs sampling
+(:class:`SplitGibbsSampler`) for any linear physics with Gaussian noise, as
 deepinv :class:`~deepinv.sampling.BaseSampling` samplers taking ``(y, physics)``.
 """
 
@@ -17,6 +18,7 @@ from .samplers import (
     PredictorCorrectorSampler,
     SamplerSettings,
 )
+from .split_gibbs import X_STEPS, SplitGibbsDiagnostics, SplitGibbsIterator, SplitGibbsSampler
 from .schedules import AdaptiveSchedule, FixedSchedule, check_schedule, geometric_schedule
 
 __all__ = [
@@ -35,6 +37,10 @@ __all__ = [
     "SamplerDiagnostics",
     "SamplerOutput",
     "SamplerSettings",
+    "SplitGibbsDiagnostics",
+    "SplitGibbsIterator",
+    "SplitGibbsSampler",
+    "X_STEPS",
     "check_schedule",
     "geometric_schedule",
     "pixel_variance",

@@ -478,7 +478,7 @@ class _EnergySampler(BaseSampling):
         finally:
             self.max_iter = old
             it._generator, it._remaining, it._level_callback = None, None, None
-        self.diagnostics = SamplerDiagnostics.concat(it._diagnostics)
+        self.diagnostics = type(it._diagnostics[0]).concat(it._diagnostics)
         return out
 
 
