@@ -10,6 +10,8 @@ from ._checks import arg_number
 
 #: The largest operator grid ``blind`` evaluates (each point is one batch of network evaluations).
 MAX_GRID = 4096
+#: restore tasks outside SUPPORTED_PHYSICS, for the split Gibbs sampler
+GENERAL_TASKS = ("bicubic-sr", "reflect-blur")
 
 _POS = arg_number(low=0, low_open=True)  # finite > 0
 _NONNEG = arg_number(low=0)  # finite >= 0
@@ -214,9 +216,12 @@ def _physics_from_args(args, y):
     if args.task == "gaussian-blur":
         k = dinv.physics.functional.gaussian_blur(sigma=(args.blur_std, args.blur_std))
         return dinv.physics.BlurFFT((c, h, w), filter=k, noise_model=noise)
-    if args.task == "decimate":
-        return dinv.physics.Downsampling((c, h * args.factor, w * args.factor), filter=None, factor=args.factor,
-                                         noise_model=noise)
+    if args.task in ("decimate", "bicubic-sr"):
+        return dinv.physics.Downsampling((c, h * args.factor, w * args.factor), factor=args.factor, noise_model=noise,
+                                         filter=None if args.task == "decimate" else "bicubic")
+    if args.task == "reflect-blur":
+        k = dinv.physics.functional.gaussian_blur(sigma=(args.blur_std, args.blur_std))
+        return dinv.physics.Blur(filter=k, padding="reflect", noise_model=noise)
     if args.task == "inpaint":
         if args.mask is None:
             raise UserError("--task inpaint needs --mask MASK (an image, white = observed)")
@@ -228,8 +233,10 @@ def _physics_from_args(args, y):
 
 
 def _sampler(args, model):
-    from .sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler
+    from .sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler, SplitGibbsSampler
 
+    if args.sampler == "split-gibbs":
+        return SplitGibbsSampler(model, verbose=True)
     common = dict(sigma_max=10.0, sigma_min=0.01, verbose=True)
     if args.sampler == "pc":
         return PredictorCorrectorSampler(model, n_levels=args.levels, n_corrector=0, predictor="covariance", **common)
@@ -241,7 +248,11 @@ def _sampler(args, model):
 def _restore(args) -> int:
     y = _read_image(args.image)
     c, h, w = y.shape[1:]
-    f = args.factor if args.task == "decimate" else 1
+    f = args.factor if args.task in ("decimate", "bicubic-sr") else 1
+    if args.task in GENERAL_TASKS and args.method == "sample" and args.sampler != "split-gibbs":
+        if args.sampler_given:
+            raise UserError(f"--task {args.task} is not written as denoising: only --sampler split-gibbs can take it")
+        args.sampler = "split-gibbs"
     _check_fits(args.model, (c, h * f, w * f), "image" if f == 1 else f"decimated image x{f}")
     physics = _physics_from_args(args, y)
     model = _load_model(args.model)
@@ -374,8 +385,9 @@ def build_parser(with_train: bool = True) -> argparse.ArgumentParser:
 
     def model_and_sampler(q, levels=100):
         q.add_argument("--model", default="fashion-mnist-28", help="bundled model name or a path")
-        q.add_argument("--sampler", default="pc", choices=["pc", "mala", "adaptive"],
-                       help="predictor-corrector, Metropolis-adjusted, or energy-guided adaptive")
+        q.add_argument("--sampler", default=None, choices=["pc", "mala", "adaptive", "split-gibbs"],
+                       help="predictor-corrector (default), Metropolis-adjusted, energy-guided adaptive, or split "
+                            "Gibbs (any linear physics; the default for bicubic-sr and reflect-blur)")
         q.add_argument("--levels", type=_INT2, default=levels, help="noise levels (pc, mala; >= 2)")
         q.add_argument("--seed", type=int, default=0)
 
@@ -386,11 +398,13 @@ def build_parser(with_train: bool = True) -> argparse.ArgumentParser:
                                    "mean and the covariance-score variance; --sampler, --levels, --samples "
                                    "and --seed are then unused).")
     p.add_argument("image", help="measurement (grey PNG/JPEG or .npy, values in [0, 1] or [0, 255])")
-    p.add_argument("--task", required=True, choices=["denoise", "gaussian-blur", "inpaint", "decimate"])
+    p.add_argument("--task", required=True, choices=["denoise", "gaussian-blur", "inpaint", "decimate", *GENERAL_TASKS],
+                   help="bicubic-sr (Downsampling with a bicubic filter) and reflect-blur (Gaussian blur, reflect "
+                        "padding) are not written as denoising: they use --sampler split-gibbs")
     p.add_argument("--noise", type=_NONNEG, default=0.01, help="measurement noise standard deviation (>= 0)")
     p.add_argument("--blur-std", type=_POS, default=1.0, help="Gaussian blur width in pixels (> 0)")
     p.add_argument("--mask", help="inpainting mask image (white = observed)")
-    p.add_argument("--factor", type=_INT1, default=2, help="decimation factor")
+    p.add_argument("--factor", type=_INT1, default=2, help="decimation factor (decimate, bicubic-sr)")
     p.add_argument("--samples", type=_INT2, default=8, help="posterior draws (>= 2: the std needs two)")
     p.add_argument("--method", default="sample", choices=["sample", "mmse"],
                    help="sample: mean and std of posterior draws (default); mmse: one-evaluation posterior "
@@ -450,11 +464,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if hasattr(args, "sampler"):
+        args.sampler_given, args.sampler = args.sampler is not None, args.sampler or "pc"
     if args.command == "blind" and args.samples == 1:
         parser.exit(2, "deepinv-energy blind: error: --samples must be 0 or at least 2 (the std needs two draws)\n")
     try:
         return args.func(args)
-    except (UserError, ValueError, TypeError, OSError, FloatingPointError) as err:
+    except (UserError, ValueError, TypeError, OSError, FloatingPointError, NotImplementedError) as err:
         # user errors and the library's checks (ValueError, UnsupportedPhysicsError (a TypeError), missing or
         # unreadable files, a diverging sampler): one line on stderr, no traceback
         msg = " ".join(str(err).split()) or type(err).__name__
