@@ -10,7 +10,13 @@ Tasks (deepinv physics, noise levels are standard deviations for images in [0, 1
 :class:`~deepinv.physics.BlurFFT`), ``motion`` (kernels of deepinv's
 :class:`~deepinv.physics.generator.MotionBlurGenerator`, 11x11, noise 0.01), ``denoise``
 (noise 0.2), ``sr2`` (2x decimation, :class:`~deepinv.physics.Downsampling` without filter,
-noise 0.01). Random masks and motion kernels are drawn once per batch of ``--batch`` images
+noise 0.01). Outside ``SUPPORTED_PHYSICS`` (:data:`GENERAL_TASKS`, noise 0.01): ``sr2-bicubic``
+(:class:`~deepinv.physics.Downsampling` with deepinv's bicubic filter), ``cs30``
+(:class:`~deepinv.physics.CompressedSensing`, m/n = 0.3, one Gaussian matrix per batch) and
+``gblur-reflect`` (:class:`~deepinv.physics.Blur` with a Gaussian kernel of std 1 px and reflect
+padding); only ``SplitGibbs-E`` / ``SplitGibbsMean-E`` (ours,
+:class:`~deepinv_energy.SplitGibbsSampler` with ``x_step="sample"`` / ``"mean"``) and DPS, DiffPIR,
+PiGDM run them. Random masks and motion kernels are drawn once per batch of ``--batch`` images
 (deepinv's DDRM takes one operator per batch), so 256 images see 16 masks / kernels.
 
 Methods, all with the bundled network (``-E``: through :class:`~deepinv_energy.EnergyDenoiser`,
@@ -40,7 +46,9 @@ on the mean, network evaluations per draw, wall time per image (all draws) and i
 
 Run: ``python benchmarks/restoration.py --quick`` (8 images, a few minutes) or
 ``python benchmarks/restoration.py --tune`` (256 images; about 2.5 hours on 2 CPU cores as two
-processes with ``--tasks`` split between them, which share the caches).
+processes with ``--tasks`` split between them, which share the caches). The general tasks:
+``python benchmarks/restoration.py --tune --n 64 --batch 16 --tasks sr2-bicubic,cs30,gblur-reflect
+--methods SplitGibbs-E,SplitGibbsMean-E,DPS-E,DiffPIR-E,PiGDM-E --suffix _general`` (about 25 minutes).
 """
 
 from __future__ import annotations
