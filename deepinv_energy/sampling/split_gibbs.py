@@ -211,8 +211,9 @@ class SplitGibbsIterator(EnergySamplingIterator):
             return ratio_x * at(a(t)) + t
 
         z = conjugate_gradient(q, rhs, max_iter=self.cg_max_iter, tol=self.cg_tol, eps=1e-30, init=x)
+        iterations = calls[0] - 1  # deepinv's CG applies q once before its first iteration
         res = (q(z) - rhs).flatten(1).norm(dim=1) / rhs.flatten(1).norm(dim=1).clamp(min=1e-300)
-        return z, calls[0] - 1, float(res.max())
+        return z, iterations, float(res.max())
 
     def draw_problem(self, model, problem: _Measurement, n: int, generator, out_dtype, level_callback=None,
                      verbose=False) -> SamplerOutput:
@@ -355,8 +356,7 @@ class SplitGibbsSampler(_EnergySampler):
             rhos = geometric_schedule(rho_max, rho_min, check_number("n_stages", n_stages, integer=True, low=1))
         settings, plumbing = _split(kwargs)
         iterator = SplitGibbsIterator(rhos, sweeps=sweeps, x_step=x_step, x_levels=x_levels, x_ratio=x_ratio,
-                                      cg_tol=cg_tol, cg_max_iter=cg_max_iter,
-                                      settings=SamplerSettings(**{"mh": True, "predictor": "covariance", **settings}))
+                                      cg_tol=cg_tol, cg_max_iter=cg_max_iter, **settings)
         super().__init__(model, iterator, **plumbing)
 
     @property
