@@ -23,7 +23,8 @@ Methods, all with the bundled network (``-E``: through :class:`~deepinv_energy.E
 the Tweedie denoiser of the energy) or with a plain denoiser of the same backbone trained with
 the same budget (``-P``: :class:`~deepinv_energy.UNetDenoiser`, ``benchmarks/weights``):
 
-- ours: ``PC`` (:class:`~deepinv_energy.PredictorCorrectorSampler`, the paper's settings: Euler
+- ours: ``MMSE`` (:class:`~deepinv_energy.EnergyMMSE`, the one-evaluation posterior mean at its
+  default ``lam_max``; NFE 1, its "draws" are all that mean), ``PC`` (:class:`~deepinv_energy.PredictorCorrectorSampler`, the paper's settings: Euler
   predictor, one unadjusted Langevin step per level), ``MALA`` (:class:`~deepinv_energy.MALASampler`:
   covariance predictor, one Metropolis-adjusted step per level), ``Adaptive``
   (:class:`~deepinv_energy.AdaptiveSampler`, defaults);
@@ -67,6 +68,7 @@ import torch
 from deepinv_energy import (
     AdaptiveSampler,
     EnergyDenoiser,
+    EnergyMMSE,
     EnergyUNet,
     MALASampler,
     PredictorCorrectorSampler,
@@ -87,7 +89,7 @@ SHAPE = (1, 28, 28)
 TASKS = ("box", "random70", "gblur-0.01", "gblur-0.05", "motion", "denoise", "sr2")
 #: tasks outside ``SUPPORTED_PHYSICS``: only the split Gibbs sampler (ours) and DPS, DiffPIR, PiGDM run them
 GENERAL_TASKS = ("sr2-bicubic", "cs30", "gblur-reflect")
-OURS = ("PC-E", "MALA-E", "Adaptive-E", "SplitGibbs-E", "SplitGibbsMean-E")
+OURS = ("MMSE-E", "PC-E", "MALA-E", "Adaptive-E", "SplitGibbs-E", "SplitGibbsMean-E")
 DEEPINV = ("DPS", "DiffPIR", "DDRM", "PiGDM", "ULA")
 METHODS = OURS + tuple(f"{m}-{n}" for n in ("E", "P") for m in DEEPINV)
 #: ablations of ours (run by ``benchmarks/nfe.py``): MALA without the Metropolis step, and the
@@ -115,7 +117,7 @@ BOUNDS = {"DDRM": (0.0, 1.0)}
 #: exact samplers need a physics written as denoising; the split Gibbs sampler runs everywhere but is only
 #: benchmarked where the exact samplers cannot go
 UNSUPPORTED = ({("sr2", "DDRM-E"), ("sr2", "DDRM-P")}
-               | {(t, m) for t in GENERAL_TASKS for m in ("PC-E", "MALA-E", "Adaptive-E", "DDRM-E", "DDRM-P", "ULA-E", "ULA-P")}
+               | {(t, m) for t in GENERAL_TASKS for m in ("MMSE-E", "PC-E", "MALA-E", "Adaptive-E", "DDRM-E", "DDRM-P", "ULA-E", "ULA-P")}
                | {(t, m) for t in TASKS for m in ("SplitGibbs-E", "SplitGibbsMean-E")})
 DEFAULTS = {"DPS": 1.0, "DiffPIR": 7.0, "DDRM": 0.85, "PiGDM": 5.0, "ULA": 1.0}
 
@@ -164,6 +166,9 @@ def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, st
     base, kind = method.rsplit("-", 1)
     model = nets["energy"]
     den = EnergyDenoiser(model) if kind == "E" else UNetDenoiser(nets["plain"])
+    if base == "MMSE":  # deterministic: every "draw" is the one-evaluation posterior mean
+        mean = EnergyMMSE(model)(y, physics)
+        return mean.unsqueeze(0).expand(draws, *mean.shape), 1.0
     if base.startswith("SplitGibbs"):  # defaults; the mean variant spends one evaluation per sweep
         mean = base == "SplitGibbsMean"
         sampler = SplitGibbsSampler(model, n_stages=steps if mean else 8, x_step="mean" if mean else "sample")

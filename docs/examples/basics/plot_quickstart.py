@@ -41,7 +41,7 @@ x_mmse, std_mmse = EnergyMMSE(model)(y, physics, return_std=True)     # one netw
 # ---------------
 #
 # PSNRs on these 4 images only; the measured comparison on 256 images is on the
-# :doc:`/benchmarks` page. Two of the three answers are poor here, for known reasons:
+# :doc:`/benchmarks` page. One of the three answers is poor here, for a known reason:
 #
 # * DiffPIR runs with the README's untuned settings (``max_iter=30``, deepinv's default
 #   ``lambda_``). Tuned on training images it reaches 14.5 dB on 70 % random inpainting with this
@@ -49,9 +49,10 @@ x_mmse, std_mmse = EnergyMMSE(model)(y, physics, return_std=True)     # one netw
 #   21.1 and 20.9 dB: :doc:`/deepinv_pipeline` lists the settings that work.
 # * :class:`~deepinv_energy.EnergyMMSE` gives the posterior mean from ONE evaluation at the
 #   measurement's covariance, so it is only as good as the model's anisotropic part. The bundled
-#   model gets 6.3 dB on random inpainting with it (``benchmarks/results/mmse.md``, 64 test images);
-#   the retraining in progress described there gets 20.8 dB. Use the samplers with the bundled
-#   model.
+#   model (the edm + wiener retraining) gets 21.5 dB on random inpainting with it
+#   (``benchmarks/results/mmse_wiener.md``, 64 test images), 0.7 dB below DDRM with 40 evaluations
+#   of the same network; the model trained with the paper's loss got 6.3 dB
+#   (``benchmarks/results/mmse.md``).
 
 import matplotlib.pyplot as plt  # noqa: E402
 
