@@ -171,7 +171,7 @@ def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, st
         return mean.unsqueeze(0).expand(draws, *mean.shape), 1.0
     if base.startswith("SplitGibbs"):  # defaults; the mean variant spends one evaluation per sweep
         mean = base == "SplitGibbsMean"
-        sampler = SplitGibbsSampler(model, n_stages=steps if mean else 8, x_step="mean" if mean else "sample")
+        sampler = SplitGibbsSampler(model, **({"n_stages": steps, "x_step": "mean"} if mean else {}))
         out = sampler.draw(y, physics, n=draws, seed=seed)
         return out.x, float(out.diagnostics.nfe_per_chain.double().mean())
     if base in OUR_SAMPLERS:
@@ -351,8 +351,8 @@ def report(results: dict, tasks, methods, args, suffix: str) -> str:
          + ("tuned per task on training images (`--tune`)." if (RAW / "tuned.json").exists() else
             "deepinv's defaults: NOT tuned in this run (`--tune` tunes them on training images).")
          + (" The tasks outside `SUPPORTED_PHYSICS` (sr2-bicubic, cs30, gblur-reflect) have no tuned values: deepinv's "
-            "methods run there with their defaults, our split Gibbs sampler with its defaults (`SplitGibbs`: 8 values "
-            "of rho from 0.5 to 0.02, one sweep each, exact x-steps; `SplitGibbsMean`: `--steps` sweeps with the "
+            "methods run there with their defaults, our split Gibbs sampler with its defaults (`SplitGibbs`: 40 values "
+            "of rho from 0.5 to 0.02, one sweep each, two-level Metropolis-adjusted x-steps; `SplitGibbsMean`: `--steps` sweeps with the "
             "Tweedie mean as x-step, one evaluation each)." if set(tasks) & set(GENERAL_TASKS) else "")
          + " Times come from one process among several sharing 2 cores: compare ratios within a table only. "
          "PSNR favours the posterior mean: for exact posterior draws the expected squared error of one draw is 2x "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from . import __version__
@@ -11,7 +12,7 @@ from ._checks import arg_number
 #: The largest operator grid ``blind`` evaluates (each point is one batch of network evaluations).
 MAX_GRID = 4096
 #: restore tasks outside SUPPORTED_PHYSICS, for the split Gibbs sampler
-GENERAL_TASKS = ("bicubic-sr", "reflect-blur")
+GENERAL_TASKS = ("bicubic-sr", "reflect-blur", "compressed-sensing")
 
 _POS = arg_number(low=0, low_open=True)  # finite > 0
 _NONNEG = arg_number(low=0)  # finite >= 0
@@ -205,11 +206,13 @@ def _save_row(path, images, titles, cmap=None):
     plt.close(fig)
 
 
-def _physics_from_args(args, y):
-    """The deepinv physics of a measurement described on the command line."""
+def _physics_from_args(args, y, image_shape=None):
+    """The deepinv physics of a measurement described on the command line (``image_shape``: the
+    image's ``(C, H, W)`` where the measurement does not tell it, i.e. compressed sensing)."""
     import deepinv as dinv
 
-    _, c, h, w = y.shape
+    if args.task != "compressed-sensing":
+        _, c, h, w = y.shape
     noise = dinv.physics.GaussianNoise(args.noise) if args.noise > 0 else dinv.physics.ZeroNoise()  # >= 0: parser
     if args.task == "denoise":
         return dinv.physics.Denoising(noise_model=noise)
@@ -222,6 +225,11 @@ def _physics_from_args(args, y):
     if args.task == "reflect-blur":
         k = dinv.physics.functional.gaussian_blur(sigma=(args.blur_std, args.blur_std))
         return dinv.physics.Blur(filter=k, padding="reflect", noise_model=noise)
+    if args.task == "compressed-sensing":  # y: (1, m); the matrix is deepinv's, regenerated from its seed
+        import torch
+
+        return dinv.physics.CompressedSensing(m=y.shape[-1], img_size=image_shape,
+                                              rng=torch.Generator().manual_seed(args.matrix_seed), noise_model=noise)
     if args.task == "inpaint":
         if args.mask is None:
             raise UserError("--task inpaint needs --mask MASK (an image, white = observed)")
@@ -245,17 +253,44 @@ def _sampler(args, model):
     return AdaptiveSampler(model, **common)
 
 
+def _read_vector(path):
+    """A measurement vector (.npy, any shape, read in C order) as a (1, m) float tensor."""
+    import numpy as np
+    import torch
+
+    if not str(path).endswith(".npy"):
+        raise UserError(f"--task compressed-sensing reads its measurement vector from a .npy file, got {path!r}")
+    try:
+        a = np.load(path, allow_pickle=False).astype(np.float32).reshape(1, -1)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read array {path!r}: {err}") from None
+    if a.size == 0 or not np.isfinite(a).all():
+        raise UserError(f"{path!r} must hold a non-empty vector of finite values")
+    return torch.from_numpy(a)
+
+
 def _restore(args) -> int:
-    y = _read_image(args.image)
-    c, h, w = y.shape[1:]
-    f = args.factor if args.task in ("decimate", "bicubic-sr") else 1
     if args.task in GENERAL_TASKS and args.method == "sample" and args.sampler != "split-gibbs":
         if args.sampler_given:
             raise UserError(f"--task {args.task} is not written as denoising: only --sampler split-gibbs can take it")
         args.sampler = "split-gibbs"
-    _check_fits(args.model, (c, h * f, w * f), "image" if f == 1 else f"decimated image x{f}")
-    physics = _physics_from_args(args, y)
+    if args.task == "compressed-sensing":  # the image is the model's size; the measurement is a vector
+        y = _read_vector(args.image)
+        shape = _model_shape(args.model)
+        if y.shape[-1] > math.prod(shape):
+            raise UserError(f"{y.shape[-1]} measurements for a {'x'.join(map(str, shape))} image: at most "
+                            f"{math.prod(shape)} (compressed sensing measures fewer values than pixels)")
+    else:
+        y = _read_image(args.image)
+        c, h, w = y.shape[1:]
+        f = args.factor if args.task in ("decimate", "bicubic-sr") else 1
+        _check_fits(args.model, (c, h * f, w * f), "image" if f == 1 else f"decimated image x{f}")
+        shape = None
+    physics = _physics_from_args(args, y, shape)
     model = _load_model(args.model)
+    if args.task == "compressed-sensing":  # the figure shows the adjoint A^T y, rescaled to [0, 1], for the vector y
+        y_shown = physics.A_adjoint(y)
+        y_shown = (y_shown - y_shown.min()) / (y_shown.max() - y_shown.min()).clamp(min=1e-12)
     if args.method == "mmse":
         from .mmse import EnergyMMSE
 
@@ -265,6 +300,8 @@ def _restore(args) -> int:
         out = _sampler(args, model).draw(y, physics, n=args.samples, seed=args.seed)
         mean, std = out.x.mean(0), out.x.std(0)
         titles = ["measurement", "posterior mean", "posterior std"]
+    if args.task == "compressed-sensing":
+        y, titles[0] = y_shown, "A^T y (rescaled)"
     _save_row(args.out, [y, mean, std], titles)
     print(f"restoration ({args.method}) written to {args.out}")
     return 0
@@ -397,10 +434,15 @@ def build_parser(with_train: bool = True) -> argparse.ArgumentParser:
                                    "sample), or from one energy evaluation (--method mmse: anisotropic Tweedie "
                                    "mean and the covariance-score variance; --sampler, --levels, --samples "
                                    "and --seed are then unused).")
-    p.add_argument("image", help="measurement (grey PNG/JPEG or .npy, values in [0, 1] or [0, 255])")
+    p.add_argument("image", help="measurement (grey PNG/JPEG or .npy, values in [0, 1] or [0, 255]; for "
+                                 "compressed-sensing a .npy vector of m real values)")
     p.add_argument("--task", required=True, choices=["denoise", "gaussian-blur", "inpaint", "decimate", *GENERAL_TASKS],
-                   help="bicubic-sr (Downsampling with a bicubic filter) and reflect-blur (Gaussian blur, reflect "
-                        "padding) are not written as denoising: they use --sampler split-gibbs")
+                   help="bicubic-sr (Downsampling with a bicubic filter), reflect-blur (Gaussian blur, reflect "
+                        "padding) and compressed-sensing (deepinv's CompressedSensing, an image of the model's "
+                        "size, m = the vector's length) are not written as denoising: they use --sampler split-gibbs")
+    p.add_argument("--matrix-seed", type=int, default=0,
+                   help="compressed-sensing: seed of deepinv's Gaussian matrix, i.e. the measurement was "
+                        "CompressedSensing(m, img_size, rng=torch.Generator().manual_seed(SEED))(x)")
     p.add_argument("--noise", type=_NONNEG, default=0.01, help="measurement noise standard deviation (>= 0)")
     p.add_argument("--blur-std", type=_POS, default=1.0, help="Gaussian blur width in pixels (> 0)")
     p.add_argument("--mask", help="inpainting mask image (white = observed)")

@@ -41,13 +41,14 @@ def _z(out, post, i):
     return moment_z(xs, post.mean()[i].reshape(-1), post.covariance()[i], tweedie_extra_var(out, i))
 
 
-@pytest.mark.parametrize("name", ["dense", "downsampling", "blur"])
-def test_draws_match_the_exact_posterior_at_small_rho(name):
+@pytest.mark.parametrize("name,x_levels", [("dense", 8), ("downsampling", 8), ("blur", 8), ("dense", 2)])
+def test_draws_match_the_exact_posterior_at_small_rho(name, x_levels):
     """At rho_min = 0.03 the draws are within Monte Carlo error of the exact posterior p(x | y)
-    (max |z| over the 16 means and 136 covariance entries, 1000 draws)."""
+    (max |z| over the 16 means and 136 covariance entries, 1000 draws), with eight-level x-steps and
+    with the default two-level ones (measured on the dense operator: max |z| 3.9 / 4.7 with 8 / 2 levels)."""
     model, physics, y = _problem(name)
-    sampler = SplitGibbsSampler(model, [1.0, 0.5, 0.25, 0.12, 0.06, 0.03], sweeps=[3, 3, 5, 10, 10, 20], x_levels=8,
-                                cg_tol=1e-10)
+    sampler = SplitGibbsSampler(model, [1.0, 0.5, 0.25, 0.12, 0.06, 0.03], sweeps=[3, 3, 5, 10, 10, 20],
+                                x_levels=x_levels, cg_tol=1e-10)
     out = sampler.draw(y, physics, n=1000, seed=1)
     exact = split_gibbs_target(model, y, physics, 0.0)
     for i in range(y.shape[0]):

@@ -30,7 +30,7 @@ try:
 except UnsupportedPhysicsError as err:
     print("exact samplers:", err)
 
-sampler = SplitGibbsSampler(model)  # rho from 0.5 to 0.02 in 8 values, one sweep each
+sampler = SplitGibbsSampler(model)  # rho from 0.5 to 0.02 in 40 values, one sweep each
 out = sampler.draw(y, physics, n=4, seed=0)
 d = sampler.diagnostics
 print(f"{d.nfe} network evaluations per draw, CG iterations per sweep {d.cg_iterations.tolist()}, "
