@@ -324,3 +324,35 @@ def test_joint_restoration_draws_operators_from_the_posterior():
     torch.testing.assert_close(x.flatten(2)[..., 1:], y.float().flatten(1)[:, 1:].expand(n, 3, 15))  # ... and y_b
     _, tm = est.restore(y.float(), _RecordingSampler(), n=5, mode="map", posterior=post)
     assert torch.equal(tm["noise"], post.map()["noise"].expand(5, 3))
+
+
+@pytest.mark.parametrize("family", [
+    GaussianBlurFamily(SHAPE, widths=[0.5, 1.0, 2.0], noise=[0.01, 0.1], dtype=torch.float64),
+    MotionBlurFamily(SHAPE, lengths=[1.0, 3.0], angles=[0.0, 45.0, 90.0], noise=0.05, dtype=torch.float64),
+    BoxInpaintingFamily(SHAPE, sizes=[2, 3], noise=0.02, dtype=torch.float64),
+    DenoisingFamily(SHAPE, noise=[0.05, 0.1, 0.2], dtype=torch.float64),
+])
+def test_families_are_deepinv_physics_generators(family):
+    """``step`` draws admissible grid values uniformly (seeded; chi-square over 3000 draws below the
+    0.999 quantile), and deepinv's ``physics.update(**params)`` turns any physics of the family into
+    ``family.physics(theta)`` (same A, same noise level)."""
+    assert isinstance(family, dinv.physics.generator.PhysicsGenerator)
+    a, b = family.step(batch_size=5, seed=3), family.step(batch_size=5, seed=3)
+    assert all(torch.equal(a["theta"][k], b["theta"][k]) for k in family.names)
+    cand = family.candidates()
+    keys = torch.stack([cand[k] for k in family.names], 1)
+    draws = family.step(batch_size=3000, seed=0)["theta"]
+    hits = (torch.stack([draws[k] for k in family.names], 1)[:, None] == keys[None]).all(-1)
+    assert (hits.sum(1) == 1).all()  # every draw is one admissible candidate
+    counts, n = hits.sum(0).double(), keys.shape[0]
+    chi2 = ((counts - 3000 / n) ** 2 / (3000 / n)).sum().item()
+    k = n - 1  # the chi-square's 0.999 quantile (Wilson-Hilferty; z = 3.09)
+    assert chi2 < k * (1 - 2 / (9 * k) + 3.09 * math.sqrt(2 / (9 * k))) ** 3, (chi2, n)
+    params = family.step(batch_size=4, seed=1)
+    physics = family.physics({k: v[:1].expand(4) for k, v in cand.items()})
+    physics.update(**params)
+    ref = family.physics(params["theta"])
+    x = torch.rand(4, *SHAPE, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert torch.allclose(physics.A(x), ref.A(x), atol=1e-12)
+    if not isinstance(family, BoxInpaintingFamily):
+        assert torch.equal(physics.noise_model.sigma.reshape(-1), ref.noise_model.sigma.reshape(-1))

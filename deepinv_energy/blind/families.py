@@ -1,4 +1,9 @@
-r"""Operator families: parameter grids of a deepinv physics, the object of blind estimation."""
+r"""Operator families: parameter grids of a deepinv physics, the object of blind estimation.
+
+Each family is a :class:`deepinv.physics.generator.PhysicsGenerator`: :meth:`OperatorFamily.step`
+draws parameters from its grid and returns them in deepinv's form (``filter``, ``mask``, ``sigma``),
+so that ``physics.update(**family.step(batch_size))`` works as with deepinv's own generators.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import math
 
 import deepinv as dinv
 import torch
+
+from deepinv.physics.generator import PhysicsGenerator
 
 from ..problems import simulate
 from .kernels import gaussian_kernel, line_kernel
@@ -25,22 +32,45 @@ def _grid_values(name, values) -> torch.Tensor:
     return v
 
 
-class OperatorFamily:
+class OperatorFamily(PhysicsGenerator):
     r"""A parametric family of deepinv physics, the object of blind estimation.
 
-    A family has named parameters, each with a grid of candidate values (the joint grid is
-    their Cartesian product, restricted by :meth:`valid`), and builds a batched deepinv
-    physics for a batch of parameter values. Subclasses implement :meth:`physics`; those whose
-    measurement has entries that the physics does not model (e.g. the fill of an inpainted
-    region) add their density in :meth:`extra_log_density` and their values in :meth:`measure`.
+    A family has named parameters :math:`\theta`, each with a grid of candidate values (the joint
+    grid is their Cartesian product, restricted by :meth:`valid`), and builds a batched deepinv
+    physics for a batch of parameter values. Subclasses implement :meth:`physics_params` (the
+    deepinv parameters of :math:`\theta`: ``filter``, ``mask``, ``sigma``) and :meth:`build` (the
+    physics with those parameters); those whose measurement has entries that the physics does not
+    model (e.g. the fill of an inpainted region) add their density in :meth:`extra_log_density` and
+    their values in :meth:`measure`.
+
+    As a :class:`deepinv.physics.generator.PhysicsGenerator`, :meth:`step` draws :math:`\theta`
+    uniformly from the admissible grid with the generator's ``rng``.
 
     :param tuple img_size: (C, H, W).
     :param dict grid: parameter name -> candidate values.
     :param tuple continuous: names of real-valued parameters that :meth:`BlindEstimator.refine`
         may optimize by gradient.
+    :param torch.Generator rng: random number generator of :meth:`step` (deepinv's default if ``None``).
+    :param torch.dtype dtype: dtype of the parameters :meth:`step` returns.
+
+    :Examples:
+
+    >>> import torch, deepinv as dinv
+    >>> from deepinv_energy import GaussianBlurFamily
+    >>> family = GaussianBlurFamily((1, 16, 16), widths=[0.5, 1.0, 2.0], noise=0.05)
+    >>> params = family.step(batch_size=4, seed=0)
+    >>> sorted(params), params["filter"].shape, params["theta"]["width"].shape
+    (['filter', 'sigma', 'theta'], torch.Size([4, 1, 16, 16]), torch.Size([4]))
+    >>> physics = family.physics({"width": torch.tensor([1.0]), "noise": torch.tensor([0.05])})
+    >>> physics.update(**params)  # deepinv's way of moving a physics to new parameters
+    >>> x = torch.rand(4, 1, 16, 16)
+    >>> bool(torch.allclose(physics.A(x), family.physics(params["theta"]).A(x), atol=1e-6))
+    True
     """
 
-    def __init__(self, img_size, grid: dict, continuous=()):
+    def __init__(self, img_size, grid: dict, continuous=(), rng: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float32):
+        super().__init__(rng=rng, device="cpu" if rng is None else rng.device, dtype=dtype)
         if len(img_size) != 3:
             raise ValueError(f"img_size must be (C, H, W), got {img_size}.")
         self.img_size = tuple(int(s) for s in img_size)
@@ -64,9 +94,29 @@ class OperatorFamily:
             raise ValueError("no admissible parameter combination in the grid.")
         return {k: v[keep] for k, v in theta.items()}
 
+    def physics_params(self, theta: dict) -> dict:
+        """The deepinv parameters (``filter``, ``mask``, ``sigma``, ...) of a batch of parameter values
+        (each entry (n,)): what ``physics.update`` takes."""
+        raise NotImplementedError
+
+    def build(self, params: dict):
+        """A deepinv physics with the parameters ``params`` of :meth:`physics_params`."""
+        raise NotImplementedError
+
     def physics(self, theta: dict):
         """A deepinv physics for a batch of parameter values (each entry (n,))."""
-        raise NotImplementedError
+        return self.build(self.physics_params(theta))
+
+    def step(self, batch_size: int = 1, seed: int | None = None, **kwargs) -> dict:
+        r"""``batch_size`` parameter values drawn uniformly from the admissible grid (with ``rng``,
+        reseeded by ``seed``): their :meth:`physics_params`, and the values themselves under ``"theta"``
+        (a dict, which ``physics.update`` ignores)."""
+        self.rng_manual_seed(seed)
+        cand = self.candidates()
+        n = next(iter(cand.values())).shape[0]
+        idx = torch.randint(n, (batch_size,), generator=self.rng, device=self.rng.device).cpu()
+        theta = {k: v[idx].to(**self.factory_kwargs) for k, v in cand.items()}
+        return {**self.physics_params(theta), "theta": theta}
 
     def extra_log_density(self, y: torch.Tensor, theta: dict) -> torch.Tensor:
         """(n,) float64 log-density of measurement entries that :meth:`physics` does not model."""
@@ -90,16 +140,20 @@ class GaussianBlurFamily(OperatorFamily):
     :param tuple img_size: (C, H, W).
     :param widths: candidate widths.
     :param noise: known noise level (float) or candidate levels.
+    :param kwargs: ``rng``, ``dtype`` of :class:`OperatorFamily` (its :meth:`~OperatorFamily.step`).
     """
 
-    def __init__(self, img_size, widths, noise=0.01):
-        super().__init__(img_size, {"width": widths, "noise": noise}, continuous=("width", "noise"))
+    def __init__(self, img_size, widths, noise=0.01, **kwargs):
+        super().__init__(img_size, {"width": widths, "noise": noise}, continuous=("width", "noise"), **kwargs)
         if (self.grid["width"] <= 0).any() or (self.grid["noise"] <= 0).any():
             raise ValueError("widths and noise levels must be positive.")
 
-    def physics(self, theta):
-        k = gaussian_kernel(theta["width"], self.img_size)
-        return dinv.physics.BlurFFT(self.img_size, filter=k, noise_model=self._noise(theta["noise"]), device=k.device)
+    def physics_params(self, theta):
+        return {"filter": gaussian_kernel(theta["width"], self.img_size), "sigma": theta["noise"]}
+
+    def build(self, params):
+        k = params["filter"]
+        return dinv.physics.BlurFFT(self.img_size, filter=k, noise_model=self._noise(params["sigma"]), device=k.device)
 
 
 class MotionBlurFamily(OperatorFamily):
@@ -115,16 +169,19 @@ class MotionBlurFamily(OperatorFamily):
     :param lengths: candidate lengths.
     :param angles: candidate angles (degrees).
     :param noise: known noise level (float) or candidate levels.
+    :param kwargs: ``rng``, ``dtype`` of :class:`OperatorFamily` (its :meth:`~OperatorFamily.step`).
     """
 
-    def __init__(self, img_size, lengths, angles, noise=0.01):
-        super().__init__(img_size, {"length": lengths, "angle": angles, "noise": noise}, continuous=("length", "noise"))
+    def __init__(self, img_size, lengths, angles, noise=0.01, **kwargs):
+        super().__init__(img_size, {"length": lengths, "angle": angles, "noise": noise}, continuous=("length", "noise"),
+                         **kwargs)
         if (self.grid["length"] <= 0).any() or (self.grid["noise"] <= 0).any():
             raise ValueError("lengths and noise levels must be positive.")
 
-    def physics(self, theta):
-        k = line_kernel(theta["length"], theta["angle"], self.img_size)
-        return dinv.physics.BlurFFT(self.img_size, filter=k, noise_model=self._noise(theta["noise"]), device=k.device)
+    def physics_params(self, theta):
+        return {"filter": line_kernel(theta["length"], theta["angle"], self.img_size), "sigma": theta["noise"]}
+
+    build = GaussianBlurFamily.build  # a full-size circular filter and Gaussian noise
 
 
 class DenoisingFamily(OperatorFamily):
@@ -132,15 +189,19 @@ class DenoisingFamily(OperatorFamily):
 
     :param tuple img_size: (C, H, W).
     :param noise: candidate noise standard deviations.
+    :param kwargs: ``rng``, ``dtype`` of :class:`OperatorFamily` (its :meth:`~OperatorFamily.step`).
     """
 
-    def __init__(self, img_size, noise):
-        super().__init__(img_size, {"noise": noise}, continuous=("noise",))
+    def __init__(self, img_size, noise, **kwargs):
+        super().__init__(img_size, {"noise": noise}, continuous=("noise",), **kwargs)
         if (self.grid["noise"] <= 0).any():
             raise ValueError("noise levels must be positive.")
 
-    def physics(self, theta):
-        return dinv.physics.Denoising(noise_model=self._noise(theta["noise"]))
+    def physics_params(self, theta):
+        return {"sigma": theta["noise"]}
+
+    def build(self, params):
+        return dinv.physics.Denoising(noise_model=self._noise(params["sigma"]))
 
 
 class BoxInpaintingFamily(OperatorFamily):
@@ -161,13 +222,14 @@ class BoxInpaintingFamily(OperatorFamily):
     :param float noise: noise level of the observed pixels (known) or candidate levels.
     :param float fill_mean: mean of the fill.
     :param float fill_std: standard deviation of the fill (0: constant fill).
+    :param kwargs: ``rng``, ``dtype`` of :class:`OperatorFamily` (its :meth:`~OperatorFamily.step`).
     """
 
-    def __init__(self, img_size, sizes, tops=None, lefts=None, noise=0.0, fill_mean=0.0, fill_std=0.5):
+    def __init__(self, img_size, sizes, tops=None, lefts=None, noise=0.0, fill_mean=0.0, fill_std=0.5, **kwargs):
         _, h, w = img_size
         tops = range(h) if tops is None else tops
         lefts = range(w) if lefts is None else lefts
-        super().__init__(img_size, {"size": sizes, "top": tops, "left": lefts, "noise": noise})
+        super().__init__(img_size, {"size": sizes, "top": tops, "left": lefts, "noise": noise}, **kwargs)
         if (self.grid["size"] < 1).any() or (self.grid["noise"] < 0).any():
             raise ValueError("box sizes must be >= 1 and noise levels >= 0.")
         if fill_std < 0:
@@ -190,12 +252,15 @@ class BoxInpaintingFamily(OperatorFamily):
         inside = (rows >= t) & (rows < t + s) & (cols >= l) & (cols < l + s)
         return inside.unsqueeze(1)
 
-    def physics(self, theta):
+    def physics_params(self, theta):
         like = theta["size"]
         mask = (~self.box(theta, like)).to(like.dtype).expand(-1, self.img_size[0], -1, -1)
-        noise = theta["noise"]
+        return {"mask": mask, "sigma": theta["noise"]}
+
+    def build(self, params):
+        mask, noise = params["mask"], params["sigma"]
         nm = dinv.physics.ZeroNoise() if (noise == 0).all() else self._noise(noise)
-        return dinv.physics.Inpainting(self.img_size, mask=mask, noise_model=nm, device=like.device)
+        return dinv.physics.Inpainting(self.img_size, mask=mask, noise_model=nm, device=mask.device)
 
     def extra_log_density(self, y, theta):
         box = self.box(theta, y).expand_as(y)
