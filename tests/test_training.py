@@ -571,3 +571,26 @@ def test_plain_denoiser_objective(tmp_path):
         Trainer(_tiny_cfg(tmp_path)).try_resume()
     with pytest.raises(ValueError, match="objective"):
         Trainer(_tiny_cfg(tmp_path, objective="score"))
+
+
+def test_learning_rate_schedule(tmp_path):
+    """Linear warmup to lr, cosine to min_lr_ratio * lr at `steps` (constant after), the values the
+    trainer's LambdaLR gives the optimizer at every step, also after a resume."""
+    from deepinv_energy.training.trainer import lr_factor
+
+    cfg = _tiny_cfg(tmp_path / "run", steps=6, warmup=2, min_lr_ratio=0.1)
+    cosine = lambda t: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))  # noqa: E731
+    expected = [0.5, 1.0, cosine(0), cosine(0.25), cosine(0.5), cosine(0.75)]  # warmup 2, then t = (s - 2) / 4
+    assert [round(lr_factor(cfg, s), 12) for s in range(6)] == [round(v, 12) for v in expected]
+    assert lr_factor(cfg, 10) == pytest.approx(0.1)
+    assert lr_factor(_tiny_cfg(tmp_path, schedule="constant", warmup=2), 5) == 1.0
+    tr = Trainer(cfg)
+    tr.start()
+    seen = []
+    for _ in range(3):
+        seen.append(tr.train_step()["lr"])
+    tr.save_checkpoint()
+    again = Trainer(cfg)
+    assert again.try_resume() and again.step == 3
+    seen += [again.train_step()["lr"] for _ in range(3)]
+    assert seen == pytest.approx([1e-3 * v for v in expected], rel=1e-12)

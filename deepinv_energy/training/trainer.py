@@ -1,6 +1,7 @@
 r"""Training loop for :class:`~deepinv_energy.models.unet.EnergyUNet`.
 
-Adam, gradient clipping, linear warmup + cosine (or constant) learning rate, EMA weights,
+Adam, gradient clipping, linear warmup + cosine (or constant) learning rate
+(:class:`torch.optim.lr_scheduler.LambdaLR`), EMA weights (:class:`torch.optim.swa_utils.AveragedModel`),
 a data order and noise that are pure functions of ``(seed, step, rank)``, atomic
 checkpoints (written to a temporary file, then ``os.replace``) every ``ckpt_every`` steps and
 on SIGTERM/SIGINT, bit-for-bit resume, a tqdm progress bar and a CSV log. Multi-process
@@ -18,7 +19,6 @@ Command line (wired to ``deepinv-energy train``)::
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import json
 import math
@@ -30,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from .._checks import check_number
 from ..data import load_images
@@ -165,13 +166,16 @@ class TrainConfig:
         )
 
 
-def _lr_at(cfg: TrainConfig, step: int) -> float:
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """Learning rate of ``step`` relative to ``cfg.lr``: linear warmup over ``cfg.warmup`` steps,
+    then constant or cosine down to ``cfg.min_lr_ratio`` at ``cfg.steps`` (the ``lr_lambda`` of the
+    trainer's :class:`~torch.optim.lr_scheduler.LambdaLR`)."""
     if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
+        return (step + 1) / cfg.warmup
     if cfg.schedule == "constant":
-        return cfg.lr
+        return 1.0
     t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -245,10 +249,16 @@ class Trainer:
         self.model = EnergyUNet(cfg.model_config(self.shape))
         self.model.set_data_statistics(self.images)
         self.model.to(self.device)
-        self.ema = copy.deepcopy(self.model).eval()
+        # EMA of the weights; ``n_averaged`` starts at 1 so that the first update averages (with the
+        # warmed-up decay of _ema_avg) instead of copying; buffers follow the model
+        self.averaged = AveragedModel(self.model, avg_fn=self._ema_avg)
+        self.averaged.n_averaged.fill_(1)
+        #: the EMA model (an :class:`EnergyUNet`; what :meth:`finalize` exports)
+        self.ema = self.averaged.module.eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.scheduler = self._scheduler(0)
         plain = cfg.objective == "denoiser"
         self.dist = CovarianceDistribution(
             families=("isotropic",) if plain else cfg.families, p_pixel=1.0 if plain else cfg.p_pixel,
@@ -316,6 +326,7 @@ class Trainer:
         self.ema.load_state_dict(ck["ema"])
         self.opt.load_state_dict(ck["optimizer"])
         self.step = int(ck["step"])
+        self.scheduler = self._scheduler(self.step)
         torch.set_rng_state(ck["rng"]["torch"])
         if "cuda" in ck["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(ck["rng"]["cuda"], self.device)
@@ -422,18 +433,21 @@ class Trainer:
         self._stop = True
 
     # ------------------------------------------------------------------ training
-    @torch.no_grad()
-    def _ema_update(self):
+    def _ema_avg(self, averaged, current, num_averaged):
+        """``AveragedModel``'s ``avg_fn``: decay warmed up as ``min(ema_decay, (1 + t) / (10 + t))``
+        at step ``t`` (after the update that produced ``current``)."""
         t = self.step
-        decay = min(self.cfg.ema_decay, (1 + t) / (10 + t))
-        for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
-            pe.lerp_(pm, 1 - decay)
+        return torch.lerp(averaged, current, 1 - min(self.cfg.ema_decay, (1 + t) / (10 + t)))
+
+    def _scheduler(self, step: int):
+        """The learning-rate schedule (:func:`lr_factor` of ``cfg``) positioned at ``step``."""
+        for grp in self.opt.param_groups:
+            grp["initial_lr"] = self.cfg.lr  # the base of the schedule is this run's lr (it may change on resume)
+        return torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(self.cfg, s), last_epoch=step - 1)
 
     def train_step(self) -> dict:
         cfg = self.cfg
-        lr = _lr_at(cfg, self.step)
-        for grp in self.opt.param_groups:
-            grp["lr"] = lr
+        lr = self.opt.param_groups[0]["lr"]
         x = self.images[self.batch_indices(self.step)].to(self.device)
         gen = torch.Generator(device=self.device).manual_seed(_step_seed(cfg.seed, self.step, self.rank))
         covs = self.dist.sample(x.shape[0], self.shape, generator=gen, device=self.device)
@@ -462,8 +476,10 @@ class Trainer:
         else:
             gn = torch.sqrt(sum((p.grad**2).sum() for p in params))
         self.opt.step()
+        self.scheduler.step()
         self.step += 1
-        self._ema_update()
+        with torch.no_grad():
+            self.averaged.update_parameters(self.model)
         return {"loss": stats[0].item(), "den": stats[1].item(), "cov": stats[2].item(), "lr": lr, "grad_norm": float(gn)}
 
     def _agree_stop(self) -> bool:
