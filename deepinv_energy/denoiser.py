@@ -74,7 +74,7 @@ class UNetDenoiser(Denoiser):
 
     >>> import torch
     >>> from deepinv_energy import EnergyUNet, UNetDenoiser
-    >>> denoiser = UNetDenoiser(EnergyUNet(channels=1, height=8, width_px=8, width=8, mult=(1, 2)))
+    >>> denoiser = UNetDenoiser(EnergyUNet(channels=1, height=8, width_px=8, base_channels=8, mult=(1, 2)))
     >>> denoiser(torch.rand(2, 1, 8, 8), 0.1).shape
     torch.Size([2, 1, 8, 8])
     """

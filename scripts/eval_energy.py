@@ -37,7 +37,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     if args.ckpt:
         ck = load_checkpoint(args.ckpt)
-        model = EnergyUNet(UNetConfig(**ck["model_config"]))
+        model = EnergyUNet(UNetConfig.from_dict(ck["model_config"]))
         model.load_state_dict(ck[args.which])
         print(f"checkpoint step {ck['step']} ({args.which})")
     else:

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         prev = os.path.join(os.path.dirname(args.ckpt), PREV_NAME)
         print(f"cannot read {args.ckpt} ({err}); using {prev}", file=sys.stderr)
         ck = load_checkpoint(prev)
-    model = EnergyUNet(UNetConfig(**ck["model_config"]))
+    model = EnergyUNet(UNetConfig.from_dict(ck["model_config"]))
     model.load_state_dict(ck["ema"])
     model.eval()
     cfg = ck["config"]

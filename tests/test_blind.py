@@ -213,7 +213,7 @@ def test_bad_inputs(model):
 def test_float32_unet_takes_other_dtypes(dtype):
     from deepinv_energy import EnergyUNet
 
-    net = EnergyUNet(channels=1, height=8, width_px=8, width=8, mult=(1, 2))
+    net = EnergyUNet(channels=1, height=8, width_px=8, base_channels=8, mult=(1, 2))
     est = BlindEstimator(net, GaussianBlurFamily((1, 8, 8), widths=[0.5, 1.0], noise=0.05))
     y = torch.rand(2, 1, 8, 8).to(dtype).float()  # representable in dtype
     post = est.posterior(y.to(dtype))

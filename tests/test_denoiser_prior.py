@@ -124,7 +124,7 @@ def test_float64_float16_inputs_and_empty_batches(dtype):
     input's dtype) through energy, EnergyDenoiser and EnergyPrior; empty batches raise ValueError."""
     from deepinv_energy import EnergyUNet
 
-    net = EnergyUNet(channels=1, height=8, width_px=8, width=8, mult=(1, 2))
+    net = EnergyUNet(channels=1, height=8, width_px=8, base_channels=8, mult=(1, 2))
     x32 = torch.rand(2, 1, 8, 8)
     x = x32.to(dtype)
     cov = Covariance.isotropic(0.1, x)

@@ -293,7 +293,7 @@ def test_deepinv_interface_seed_callbacks_and_float32():
 def test_learned_energy_unet_runs_unchanged():
     """The samplers use only ``energy_and_grads``: a (small, untrained) float32 EnergyUNet runs as is."""
     unet = pytest.importorskip("deepinv_energy.models.unet")
-    model = unet.EnergyUNet(unet.UNetConfig(channels=1, height=8, width_px=8, width=8, mult=(1, 2), num_res=1)).eval()
+    model = unet.EnergyUNet(unet.UNetConfig(channels=1, height=8, width_px=8, base_channels=8, mult=(1, 2), num_res=1)).eval()
     mask = torch.ones(2, 1, 8, 8)
     mask[0, ..., 2:6, 2:6] = 0
     physics = dinv.physics.Inpainting((1, 8, 8), mask=mask, noise_model=dinv.physics.ZeroNoise())

@@ -190,7 +190,7 @@ def test_edm_weighting_closed_form(basis):
     from deepinv_energy.models.unet import EnergyUNet
     from deepinv_energy.training.loss import denoising_weight
 
-    model = EnergyUNet(channels=1, height=4, width_px=4, width=4, mult=(1, 2))
+    model = EnergyUNet(channels=1, height=4, width_px=4, base_channels=4, mult=(1, 2))
     g = torch.Generator().manual_seed(0)
     model.set_data_statistics(torch.rand(512, 1, 4, 4, generator=g) ** 2)
     model.double()
@@ -527,7 +527,7 @@ def test_ddp_two_gloo_processes(tmp_path, monkeypatch):
 def tr_param_names(ck):
     from deepinv_energy.models.unet import EnergyUNet, UNetConfig
 
-    model = EnergyUNet(UNetConfig(**ck["model_config"]))
+    model = EnergyUNet(UNetConfig.from_dict(ck["model_config"]))
     return list(model.named_parameters())
 
 
@@ -538,7 +538,7 @@ def test_direct_denoising_loss_matches_the_energy_loss_scale():
     from deepinv_energy.models.unet import EnergyUNet
     from deepinv_energy.training.loss import direct_denoising_loss
 
-    model = EnergyUNet(channels=1, height=4, width_px=4, width=4, mult=(1, 2)).double()
+    model = EnergyUNet(channels=1, height=4, width_px=4, base_channels=4, mult=(1, 2)).double()
     x = torch.rand(6, 1, 4, 4, dtype=torch.float64)
     covs = [Covariance("pixel", torch.randn(3, 1, 4, 4, dtype=torch.float64)),
             Covariance("hartley", torch.randn(3, 1, 4, 4, dtype=torch.float64))]

@@ -14,7 +14,7 @@ from deepinv_energy.models.unet import EnergyUNet, UNetConfig
 
 def _model(C=1, H=8, W=8, seed=0, perturb=False, dtype=torch.float32, **kw):
     torch.manual_seed(seed)
-    cfg = dict(channels=C, height=H, width_px=W, width=8, mult=(1, 2), emb_dim=16)
+    cfg = dict(channels=C, height=H, width_px=W, base_channels=8, mult=(1, 2), emb_dim=16)
     cfg.update(kw)
     g = torch.Generator().manual_seed(seed + 1)
     mean = 0.5 + 0.1 * torch.randn(C, H, W, generator=g)
@@ -237,6 +237,14 @@ def test_save_load_round_trip(tmp_path):
     assert meta["normalization"] == {"pixel": 1.5, "hartley": -2.0}
     with pytest.raises(FileNotFoundError, match="fashion-mnist-28"):
         EnergyUNet.from_pretrained("no-such-model")
+    # a file written before `base_channels` was called `width` (its checksums cover the stored config)
+    from deepinv_energy.models.unet import checksums
+
+    meta["config"]["width"] = meta["config"].pop("base_channels")
+    meta["sha256"] = checksums(w, meta)
+    json.dump(meta, open(c, "w"))
+    old = EnergyUNet.from_pretrained(c)
+    assert old.config == m.config and torch.equal(old.energy(y, cov), m.energy(y, cov))
 
 
 def test_corrupted_or_edited_files_are_refused(tmp_path):

@@ -81,11 +81,11 @@ class UNetConfig:
     :param int channels: image channels :math:`C`.
     :param int height: image height (divisible by ``2**depth``).
     :param int width_px: image width (divisible by ``2**depth``).
-    :param int width: channels of the first UNet level.
+    :param int base_channels: channels of the first UNet level (``width_px`` is the image width).
     :param tuple mult: channel multiplier of each level (``len(mult) = depth + 1``).
     :param int num_res: residual blocks per level (encoder; the decoder has one more).
     :param bool attention: self-attention at the coarsest level.
-    :param int emb_dim: size of the conditioning embedding (default ``4 * width``).
+    :param int emb_dim: size of the conditioning embedding (default ``4 * base_channels``).
     :param int n_rings: radial frequency bins of the conditioning summary.
     :param int pool: side of the coarse spatial pooling of the conditioning summary.
     :param float lam_min: smallest training variance (for input normalization).
@@ -113,7 +113,7 @@ class UNetConfig:
     channels: int = 1
     height: int = 28
     width_px: int = 28
-    width: int = 32
+    base_channels: int = 32
     mult: tuple = (1, 2, 2)
     num_res: int = 1
     attention: bool = True
@@ -129,10 +129,19 @@ class UNetConfig:
     input_scale: str = "whiten"
     extra: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "UNetConfig":
+        """The config of a stored dict (a model JSON's ``config``, a checkpoint's ``model_config``);
+        reads files written before ``base_channels`` was called ``width``."""
+        d = dict(d)
+        if "width" in d:
+            d.setdefault("base_channels", d.pop("width"))
+        return cls(**d)
+
     def __post_init__(self):
         self.mult = tuple(int(m) for m in self.mult)
         if self.emb_dim <= 0:
-            self.emb_dim = 4 * self.width
+            self.emb_dim = 4 * self.base_channels
         f = 2 ** (len(self.mult) - 1)
         if self.form not in ("residual", "inner"):
             raise ValueError(f"form must be 'residual' or 'inner', got {self.form!r}.")
@@ -199,7 +208,7 @@ class _UNet(nn.Module):
 
     def __init__(self, cin: int, cout: int, cfg: UNetConfig):
         super().__init__()
-        chs = [cfg.width * m for m in cfg.mult]
+        chs = [cfg.base_channels * m for m in cfg.mult]
         e = cfg.emb_dim
         self.inp = nn.Conv2d(cin, chs[0], 3, padding=1)
         self.down = nn.ModuleList()
@@ -280,7 +289,7 @@ class EnergyUNet(EnergyModel):
     >>> import torch
     >>> from deepinv_energy import Covariance
     >>> from deepinv_energy.models.unet import EnergyUNet
-    >>> model = EnergyUNet(channels=1, height=8, width_px=8, width=8, mult=(1, 2))
+    >>> model = EnergyUNet(channels=1, height=8, width_px=8, base_channels=8, mult=(1, 2))
     >>> y = torch.rand(2, 1, 8, 8)
     >>> cov = Covariance.isotropic(0.1, y)
     >>> model.energy(y, cov).shape
@@ -524,7 +533,7 @@ class EnergyUNet(EnergyModel):
                 cfg = json.load(fh)
             if not isinstance(cfg, dict) or not isinstance(cfg.get("config"), dict):
                 raise ValueError("no 'config' entry (is it a model config written by save_pretrained?)")
-            config = UNetConfig(**cfg["config"])
+            config = UNetConfig.from_dict(cfg["config"])
         except (ValueError, TypeError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
             raise ValueError(f"cannot read model config {cpath!r}: {err}") from None
         expected = cfg.get("sha256")

@@ -89,7 +89,7 @@ class TrainConfig:
         network trained as a plain isotropic denoiser (pixel basis, isotropic noise only, loss
         :func:`~deepinv_energy.training.loss.direct_denoising_loss`; the baseline of the
         benchmarks, used through :class:`~deepinv_energy.denoiser.UNetDenoiser`).
-    :param int width: channels of the first UNet level.
+    :param int width: channels of the first UNet level (:attr:`UNetConfig.base_channels`).
     :param int depth: number of downsamplings (image sizes divisible by ``2**depth``).
     :param int num_res: residual blocks per UNet level.
     :param bool attention: self-attention at the coarsest level.
@@ -155,7 +155,7 @@ class TrainConfig:
             channels=C,
             height=H,
             width_px=W,
-            width=self.width,
+            base_channels=self.width,
             mult=(1,) + (2,) * self.depth,
             num_res=self.num_res,
             attention=self.attention,
