@@ -223,10 +223,10 @@ SWEEPS = {
     "fixed, euler": [(L, lambda m, L=L: PredictorCorrectorSampler(m, n_levels=L, n_corrector=0)) for L in (10, 20, 40, 80, 160)],
     "fixed, covariance predictor": [(L, lambda m, L=L: PredictorCorrectorSampler(m, n_levels=L, n_corrector=0, predictor="covariance"))
                                     for L in (5, 10, 20, 40)],
-    "adaptive error rule, euler": [(e, lambda m, e=e: AdaptiveSampler(m, tolerance=e)) for e in (0.2, 0.1, 0.05, 0.025)],
+    "adaptive error rule, euler": [(e, lambda m, e=e: AdaptiveSampler(m, tolerance=e, predictor="euler")) for e in (0.2, 0.1, 0.05, 0.025)],
     "adaptive error rule, covariance predictor": [(e, lambda m, e=e: AdaptiveSampler(m, tolerance=e, predictor="covariance"))
                                                   for e in (0.4, 0.2, 0.1)],
-    "adaptive paper rule gamma|h|, euler": [(g, lambda m, g=g: AdaptiveSampler(m, rule="covariance_score", gamma=g, min_decrease=0.05))
+    "adaptive paper rule gamma|h|, euler": [(g, lambda m, g=g: AdaptiveSampler(m, rule="covariance_score", gamma=g, min_decrease=0.05, predictor="euler"))
                                             for g in (2.0, 1.0, 0.5)],
 }
 
@@ -297,7 +297,7 @@ BIMODAL_SWEEPS = {
     "fixed, euler": [(k, lambda m, k=k: PredictorCorrectorSampler(m, n_levels=k, n_corrector=0)) for k in (10, 20, 40, 80)],
     "fixed, covariance predictor": [(k, lambda m, k=k: PredictorCorrectorSampler(m, n_levels=k, n_corrector=0, predictor="covariance"))
                                     for k in (5, 10, 20, 40)],
-    "adaptive error rule, euler": [(t, lambda m, t=t: AdaptiveSampler(m, tolerance=t)) for t in (0.4, 0.2, 0.1, 0.05, 0.025)],
+    "adaptive error rule, euler": [(t, lambda m, t=t: AdaptiveSampler(m, tolerance=t, predictor="euler")) for t in (0.4, 0.2, 0.1, 0.05, 0.025)],
     "adaptive error rule, covariance predictor": [(t, lambda m, t=t: AdaptiveSampler(m, tolerance=t, predictor="covariance"))
                                                   for t in (0.4, 0.2, 0.1, 0.05)],
 }

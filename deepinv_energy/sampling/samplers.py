@@ -722,7 +722,11 @@ class AdaptiveSampler(_EnergySampler):
         :math:`2 \min(1, \varepsilon / 0.05)` (or :math:`2 \min(1, \gamma)`).
     :param int max_steps: error if the path has not reached its floor after this many steps.
     :param int pilots: pilot chains per measurement that choose the path (discarded).
-    :param kwargs: ``n_corrector``, ``snr``, ``step_size``, ``temperature``, ``mh``, ``predictor``,
+    :param str predictor: ``"covariance"`` (default) or ``"euler"``, as in
+        :class:`PredictorCorrectorSampler` (whose default is the paper's ``"euler"``): on the
+        exactness benchmark's mixtures the covariance predictor reaches with 10 evaluations an error
+        that Euler steps need about 45 for (``benchmarks/results/sampler_exactness.md``, section 3).
+    :param kwargs: ``n_corrector``, ``snr``, ``step_size``, ``temperature``, ``mh``,
         ``n_samples``, ``parallel``, ``lam_min``, ``lam_max``, ``fill``, ``callback``,
         ``level_callback``, ``history_size``, ``verbose`` as in :class:`PredictorCorrectorSampler`.
 
@@ -744,8 +748,8 @@ class AdaptiveSampler(_EnergySampler):
     def __init__(self, model, *, sigma_max: float = 10.0, sigma_min: float = 0.01, rule: str = "error",
                  tolerance: float = 0.05, gamma: float = 1.0, min_decrease: float | None = None,
                  max_decrease: float | None = None, max_steps: int = 2000, pilots: int = 1, n_corrector: int = 0,
-                 mh: bool = True, **kwargs):
-        settings, plumbing = _split(kwargs)
+                 mh: bool = True, predictor: str = "covariance", **kwargs):
+        settings, plumbing = _split({"predictor": predictor, **kwargs})
         iterator = AdaptiveIterator(
             sigma_max=sigma_max, sigma_min=sigma_min, rule=rule, tolerance=tolerance, gamma=gamma,
             min_decrease=min_decrease, max_decrease=max_decrease, max_steps=max_steps, pilots=pilots,
