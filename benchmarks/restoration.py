@@ -92,9 +92,10 @@ GENERAL_TASKS = ("sr2-bicubic", "cs30", "gblur-reflect")
 OURS = ("MMSE-E", "PC-E", "MALA-E", "Adaptive-E", "SplitGibbs-E", "SplitGibbsMean-E")
 DEEPINV = ("DPS", "DiffPIR", "DDRM", "PiGDM", "ULA")
 METHODS = OURS + tuple(f"{m}-{n}" for n in ("E", "P") for m in DEEPINV)
-#: ablations of ours (run by ``benchmarks/nfe.py``): MALA without the Metropolis step, and the
-#: adaptive schedule with its step capped at 0.3 (see :class:`~deepinv_energy.AdaptiveSampler`)
-ABLATIONS = ("PCcov-E", "AdaptiveCap-E")
+#: ablations of ours (run by ``benchmarks/nfe.py``, or here by name): MALA without the Metropolis step, the
+#: adaptive schedule with its step capped at 0.3, and with Euler steps, its default before 2026-12-02
+#: (see :class:`~deepinv_energy.AdaptiveSampler`)
+ABLATIONS = ("PCcov-E", "AdaptiveCap-E", "AdaptiveEuler-E")
 #: our samplers and ablations: class and settings (levels or tolerance come from the budget)
 OUR_SAMPLERS = {
     "PC": (PredictorCorrectorSampler, {"n_corrector": 1, "predictor": "euler"}),
@@ -102,6 +103,7 @@ OUR_SAMPLERS = {
     "MALA": (MALASampler, {"n_corrector": 1, "predictor": "covariance"}),
     "Adaptive": (AdaptiveSampler, {"max_decrease": 2.0}),
     "AdaptiveCap": (AdaptiveSampler, {"max_decrease": 0.3}),
+    "AdaptiveEuler": (AdaptiveSampler, {"max_decrease": 2.0, "predictor": "euler"}),
 }
 #: hyper-parameter grids of deepinv's methods (tuned per task on training images)
 TUNE = {
@@ -437,9 +439,9 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     tasks = [t for t in args.tasks.split(",") if t]
     methods = [m for m in args.methods.split(",") if m]
-    bad = [m for m in methods if m not in METHODS] + [t for t in tasks if t not in TASKS + GENERAL_TASKS]
+    bad = [m for m in methods if m not in METHODS + ABLATIONS] + [t for t in tasks if t not in TASKS + GENERAL_TASKS]
     if bad:
-        raise SystemExit(f"unknown tasks/methods {bad}; tasks {TASKS + GENERAL_TASKS}, methods {METHODS}")
+        raise SystemExit(f"unknown tasks/methods {bad}; tasks {TASKS + GENERAL_TASKS}, methods {METHODS + ABLATIONS}")
     nets = load_nets(methods, args.plain)
     classifier = load_classifier()
     suffix = ("_quick" if args.quick else "") if args.suffix is None else args.suffix
