@@ -40,13 +40,13 @@ x_mmse, std_mmse = EnergyMMSE(model)(y, physics, return_std=True)     # one netw
 # What it returns
 # ---------------
 #
-# PSNRs on these 4 images only; the measured comparison on 256 images is on the
+# PSNRs on these 4 images only; the measured comparison on 64 images is on the
 # :doc:`/benchmarks` page. One of the three answers is poor here, for a known reason:
 #
 # * DiffPIR runs with the README's untuned settings (``max_iter=30``, deepinv's default
-#   ``lambda_``). Tuned on training images it reaches 14.5 dB on 70 % random inpainting with this
+#   ``lambda_``). Tuned on training images it reaches 15.5 dB on 70 % random inpainting with this
 #   model (``DiffPIR-E``, ``benchmarks/results/restoration.md``), where deepinv's DDRM and DPS reach
-#   21.1 and 20.9 dB: :doc:`/deepinv_pipeline` lists the settings that work.
+#   22.2 and 22.1 dB: :doc:`/deepinv_pipeline` lists the settings that work.
 # * :class:`~deepinv_energy.EnergyMMSE` gives the posterior mean from ONE evaluation at the
 #   measurement's covariance, so it is only as good as the model's anisotropic part. The bundled
 #   model (the edm + wiener retraining) gets 21.5 dB on random inpainting with it
