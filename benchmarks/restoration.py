@@ -94,8 +94,9 @@ DEEPINV = ("DPS", "DiffPIR", "DDRM", "PiGDM", "ULA")
 METHODS = OURS + tuple(f"{m}-{n}" for n in ("E", "P") for m in DEEPINV)
 #: ablations of ours (run by ``benchmarks/nfe.py``, or here by name): MALA without the Metropolis step, the
 #: adaptive schedule with its step capped at 0.3, and with Euler steps, its default before 2026-12-02
-#: (see :class:`~deepinv_energy.AdaptiveSampler`)
-ABLATIONS = ("PCcov-E", "AdaptiveCap-E", "AdaptiveEuler-E")
+#: (see :class:`~deepinv_energy.AdaptiveSampler`); the split Gibbs sampler with its defaults before
+#: 2026-12-02 (8 values of rho, ten-level x-steps)
+ABLATIONS = ("PCcov-E", "AdaptiveCap-E", "AdaptiveEuler-E", "SplitGibbs8-E")
 #: our samplers and ablations: class and settings (levels or tolerance come from the budget)
 OUR_SAMPLERS = {
     "PC": (PredictorCorrectorSampler, {"n_corrector": 1, "predictor": "euler"}),
@@ -120,7 +121,7 @@ BOUNDS = {"DDRM": (0.0, 1.0)}
 #: benchmarked where the exact samplers cannot go
 UNSUPPORTED = ({("sr2", "DDRM-E"), ("sr2", "DDRM-P")}
                | {(t, m) for t in GENERAL_TASKS for m in ("MMSE-E", "PC-E", "MALA-E", "Adaptive-E", "DDRM-E", "DDRM-P", "ULA-E", "ULA-P")}
-               | {(t, m) for t in TASKS for m in ("SplitGibbs-E", "SplitGibbsMean-E")})
+               | {(t, m) for t in TASKS for m in ("SplitGibbs-E", "SplitGibbsMean-E", "SplitGibbs8-E")})
 DEFAULTS = {"DPS": 1.0, "DiffPIR": 7.0, "DDRM": 0.85, "PiGDM": 5.0, "ULA": 1.0}
 
 
@@ -173,7 +174,8 @@ def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, st
         return mean.unsqueeze(0).expand(draws, *mean.shape), 1.0
     if base.startswith("SplitGibbs"):  # defaults; the mean variant spends one evaluation per sweep
         mean = base == "SplitGibbsMean"
-        sampler = SplitGibbsSampler(model, **({"n_stages": steps, "x_step": "mean"} if mean else {}))
+        old = {"n_stages": 8, "x_levels": 10} if base == "SplitGibbs8" else {}
+        sampler = SplitGibbsSampler(model, **({"n_stages": steps, "x_step": "mean"} if mean else old))
         out = sampler.draw(y, physics, n=draws, seed=seed)
         return out.x, float(out.diagnostics.nfe_per_chain.double().mean())
     if base in OUR_SAMPLERS:
