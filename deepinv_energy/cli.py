@@ -288,9 +288,6 @@ def _restore(args) -> int:
         shape = None
     physics = _physics_from_args(args, y, shape)
     model = _load_model(args.model)
-    if args.task == "compressed-sensing":  # the figure shows the adjoint A^T y, rescaled to [0, 1], for the vector y
-        y_shown = physics.A_adjoint(y)
-        y_shown = (y_shown - y_shown.min()) / (y_shown.max() - y_shown.min()).clamp(min=1e-12)
     if args.method == "mmse":
         from .mmse import EnergyMMSE
 
@@ -300,8 +297,9 @@ def _restore(args) -> int:
         out = _sampler(args, model).draw(y, physics, n=args.samples, seed=args.seed)
         mean, std = out.x.mean(0), out.x.std(0)
         titles = ["measurement", "posterior mean", "posterior std"]
-    if args.task == "compressed-sensing":
-        y, titles[0] = y_shown, "A^T y (rescaled)"
+    if args.task == "compressed-sensing":  # the figure shows the adjoint A^T y, rescaled to [0, 1], for the vector y
+        y = physics.A_adjoint(y)
+        y, titles[0] = (y - y.min()) / (y.max() - y.min()).clamp(min=1e-12), "A^T y (rescaled)"
     _save_row(args.out, [y, mean, std], titles)
     print(f"restoration ({args.method}) written to {args.out}")
     return 0
