@@ -324,6 +324,10 @@ def test_warm_start_and_loss_weight_resume(tmp_path):
         Trainer(_tiny_cfg(tmp_path / "part", init_from=ck)).start(resume=True)
     with pytest.raises(ValueError, match="loss_weight"):
         Trainer(_tiny_cfg(tmp_path / "x", loss_weight="snr"))
+    os.remove(ck)  # the warm-start source is only read by a fresh run, never by a resume
+    Trainer(_tiny_cfg(tmp_path / "part", loss_weight="edm", init_from=ck)).start(resume=True)
+    with pytest.raises(ValueError, match="not a file"):
+        Trainer(_tiny_cfg(tmp_path / "fresh", loss_weight="edm", init_from=ck)).start(resume=True)
 
 
 def test_resume_never_overwrites_a_run(tmp_path):

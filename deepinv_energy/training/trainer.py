@@ -208,8 +208,6 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"families must be a non-empty list of {list(ALL_FAMILIES)}, got {list(cfg.families)!r}.")
     if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
         raise ValueError(f"out {cfg.out!r} is a file; it must be a run directory (new or existing).")
-    if cfg.init_from and not os.path.isfile(cfg.init_from):
-        raise ValueError(f"init_from {cfg.init_from!r} is not a file; give a training checkpoint (checkpoint.pt).")
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
@@ -343,6 +341,9 @@ class Trainer:
             return
         self._check_no_overwrite()
         if self.cfg.init_from:
+            # checked only here: a resumed run never reads it (its source may be gone)
+            if not os.path.isfile(self.cfg.init_from):
+                raise ValueError(f"init_from {self.cfg.init_from!r} is not a file; give a training checkpoint (checkpoint.pt).")
             self.warm_start(self.cfg.init_from)
         self._started = True
 
