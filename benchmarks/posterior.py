@@ -82,7 +82,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from classifier import labels, load_classifier  # noqa: E402
 from restoration import (OUT, RAW, TASKS, UNSUPPORTED, _read, load_nets, make_task, method_param,  # noqa: E402
-                         run_method)
+                         net_id, run_method)
 
 from deepinv_energy import EnergyMMSE, to_denoising_problem  # noqa: E402
 from deepinv_energy.data import load_images  # noqa: E402
@@ -91,6 +91,8 @@ CACHE = RAW / "posterior"
 SAMPLERS = ("MALA-E", "PCcov-E", "Adaptive-E") + tuple(f"{m}-{n}" for n in ("E", "P")
                                                        for m in ("DPS", "DiffPIR", "DDRM", "PiGDM"))
 METHODS = ("MMSE-E",) + SAMPLERS
+#: the full run's methods, sized to fit 3 hours on 2 cores (docstring); the others by ``--methods``
+FULL = ("MMSE-E", "MALA-E", "DDRM-E", "DiffPIR-E", "DDRM-P", "DiffPIR-P")
 QUICK = {"n": 8, "n_cal": 8, "draws": 4, "batch": 8, "budgets": "1,20,40", "tasks": "box,sr2",
          "methods": "MALA-E,MMSE-E,DDRM-E,DPS-P"}
 #: clean test images used as the reference set of the Fréchet distance (disjoint from those restored)
@@ -201,12 +203,13 @@ def cached_run(task, method, nets, x, lab, args, tuned, ks, classifier, suffix) 
     computed with the same settings."""
     param = args.mmse_lam_max if method == "MMSE-E" else method_param(tuned, task, method)
     folder = CACHE / f"{task}_{method}{suffix}"
+    net = net_id(nets, method)
     res = []
     for start in range(0, x.shape[0], args.batch):
         xb = x[start : start + args.batch]
         draws = args.draws if start < args.n_cal else 1
         key = {"param": param, "steps": args.steps, "draws": draws, "batch": args.batch, "n": xb.shape[0],
-               "ks": ks if draws > 1 else []}
+               "ks": ks if draws > 1 else [], "net": net}
         path = folder / f"{start:05d}.json"
         r = _read(path)
         if r.get("key") != key:
@@ -421,13 +424,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="8 images, tasks box and sr2, 4 methods, 4 draws")
     ap.add_argument("--n", type=int, default=1000, help="images per task and method (Fréchet distance)")
-    ap.add_argument("--n-cal", type=int, default=64, help="first images that get --draws draws (budget, calibration)")
+    ap.add_argument("--n-cal", type=int, default=32, help="first images that get --draws draws (budget, calibration)")
     ap.add_argument("--draws", type=int, default=16)
     ap.add_argument("--steps", type=int, default=20, help="network evaluations per draw")
     ap.add_argument("--budgets", default="1,20,40,100")
     ap.add_argument("--batch", type=int, default=16, help="images per batch (one random mask / motion kernel each)")
     ap.add_argument("--tasks", default=",".join(TASKS))
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(FULL), help=f"any of {', '.join(METHODS)}")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--mmse-lam-max", type=float, default=1000.0,
                     help="lam_max of MMSE-E (EnergyMMSE's default; benchmarks/mmse.py compares values)")

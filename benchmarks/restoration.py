@@ -55,6 +55,7 @@ processes with ``--tasks`` split between them, which share the caches). The gene
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import pathlib
@@ -269,6 +270,17 @@ def load_nets(methods, plain=PLAIN) -> dict:
             "plain": EnergyUNet.from_pretrained(str(plain)) if any(m.endswith("-P") for m in methods) else None}
 
 
+def net_id(nets: dict, method: str) -> str:
+    """Short fingerprint of the weights ``method`` runs with (the plain denoiser for ``-P``, else the
+    energy), part of every cache key: a retrained network never reuses another one's results."""
+    net = nets["plain" if method.endswith("-P") else "energy"]
+    h = hashlib.sha256()
+    for k, v in net.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
 def method_param(tuned: dict, task: str, method: str):
     """The tuned parameter of a deepinv method (its default if untuned; None for ours)."""
     return tuned.get(f"{task}/{method}", DEFAULTS.get(method.rsplit("-", 1)[0]))
@@ -278,9 +290,10 @@ def cached_evaluate(cache: pathlib.Path, method, nets, x, task, draws, steps, pa
     """:func:`evaluate` (seed 0), or the result stored at ``cache`` if it was computed with the same
     parameter, number of images and budget; keeps the first 4 means for the figures."""
     r = _read(cache)
-    if (r.get("param"), r.get("n"), r.get("steps")) != (param, x.shape[0], steps):
+    net = net_id(nets, method)
+    if (r.get("param"), r.get("n"), r.get("steps"), r.get("net")) != (param, x.shape[0], steps, net):
         r, means = evaluate(method, nets, x, task, draws, steps, param, 0, batch, classifier, lab)
-        r["shown"] = means[:4].tolist()
+        r["shown"], r["net"] = means[:4].tolist(), net
         RAW.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(r))
         print(f"{task:10s} {method:13s} {steps:4d} steps: PSNR {r['psnr']:.2f} / {r['psnr1']:.2f}  "
