@@ -16,6 +16,7 @@ from deepinv_energy.training import (
     ALL_FAMILIES,
     DEFAULT_FAMILIES,
     DEFAULT_HOLDOUT,
+    BLUR_FAMILIES,
     CovarianceDistribution,
     TrainConfig,
     Trainer,
@@ -83,6 +84,24 @@ def test_blur_family_levels():
     lv = cov.log_var
     assert torch.equal(lv[:, :, 0, 0], lv.amin(dim=(2, 3)))  # |K(0)| = 1 is the largest |K|
     assert torch.isclose(lv.max(), torch.tensor(math.log(1e3)), atol=1e-4)
+
+
+@pytest.mark.parametrize("family", BLUR_FAMILIES)
+def test_blur_families_are_deepinv_physics(family):
+    """A blur family's variances are those of its deepinv BlurFFT measurement: noise^2 / |K|^2 with
+    K the DFT of the physics' impulse response, lam_max where that exceeds lam_max."""
+    dist = CovarianceDistribution(families=[family], lam_min=1e-9, lam_max=100.0)
+    H, W = 14, 12
+    lam = dist._draw(family, 5, H, W, torch.Generator().manual_seed(4), torch.device("cpu")).double().exp()
+    physics = dist.blur_physics(family, 5, H, W, torch.Generator().manual_seed(4))
+    delta = torch.zeros(5, 1, H, W)
+    delta[..., 0, 0] = 1
+    power = torch.fft.fft2(physics.A(delta))[:, 0].abs().double() ** 2
+    noise = physics.noise_model.sigma.double().view(-1, 1, 1) ** 2
+    observed = power * 100 > noise
+    assert observed.any() and (~observed).any()
+    assert torch.allclose((lam * power)[observed], noise.expand_as(lam)[observed], rtol=1e-3)
+    assert torch.allclose(lam[~observed], torch.tensor(100.0, dtype=torch.float64), rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------- loss

@@ -2,6 +2,7 @@
 
 from .distribution import (
     ALL_FAMILIES,
+    BLUR_FAMILIES,
     DEFAULT_FAMILIES,
     DEFAULT_HOLDOUT,
     HARTLEY_FAMILIES,
@@ -24,6 +25,7 @@ from .trainer import (
 
 __all__ = [
     "ALL_FAMILIES",
+    "BLUR_FAMILIES",
     "DEFAULT_FAMILIES",
     "DEFAULT_HOLDOUT",
     "HARTLEY_FAMILIES",

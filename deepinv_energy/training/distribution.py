@@ -13,10 +13,18 @@ Hartley basis (:math:`V` = DHT)
     ``"isotropic"``, ``"gaussian_blur"`` (random widths), ``"box_blur"`` (uniform
     rectangles), ``"defocus_blur"`` (uniform disks), ``"motion_blur"``
     (:class:`deepinv.physics.generator.MotionBlurGenerator`), ``"lowpass"`` (an ideal
-    low-pass spectrum, independent inside/outside levels). For a blur with kernel
-    :math:`k` (placed on the image grid with its centre at the origin) and noise variance
-    :math:`s^2`, :math:`\lambda = \min(s^2 / |K|^2, \lambda_\max)` with
-    :math:`|K|^2` the kernel's power spectrum (the eigenvalues of :math:`A^\top A`).
+    low-pass spectrum, independent inside/outside levels). A blur family draws a batch of
+    kernels :math:`k` and noise variances :math:`s^2` as a deepinv
+    ``BlurFFT(filter=k, noise_model=GaussianNoise(s))`` (:meth:`CovarianceDistribution.blur_physics`;
+    Gaussian kernels from :class:`deepinv.physics.generator.GaussianBlurGenerator`, motion kernels
+    from :class:`~deepinv.physics.generator.MotionBlurGenerator`) and takes its covariance from
+    :func:`~deepinv_energy.to_denoising_problem`, the route every restoration takes:
+    :math:`\lambda = s^2 / |K|^2` where that is below :math:`\lambda_\max`, :math:`\lambda_\max`
+    elsewhere (:math:`|K|^2`: the eigenvalues of :math:`A^\top A`).
+
+The pixel families are heteroscedastic denoising with two (or more) free levels, a superset of
+what ``Inpainting`` and ``Downsampling`` give (noise level where observed, :math:`\lambda_\max`
+elsewhere): they are drawn as maps, not as physics.
 
 Levels: log-uniform in ``[lam_min, lam_max]`` (default 1e-9 .. 1e3); with probability
 ``p_useful`` (default 0.5) a level is drawn log-uniform in the "useful" range
@@ -34,11 +42,14 @@ from __future__ import annotations
 import math
 
 import torch
-from deepinv.physics.functional import gaussian_blur
+from deepinv.physics import BlurFFT
+from deepinv.physics.generator import GaussianBlurGenerator, MotionBlurGenerator
+from deepinv.physics.noise import GaussianNoise
 
 from .._checks import check_variance_range
 from ..covariance import Covariance
 from ..problems import blur_spectrum  # re-exported: its home is problems.py, beside the other spectra of physics
+from ..problems import to_denoising_problem
 
 __all__ = [
     "CovarianceDistribution",
@@ -47,11 +58,14 @@ __all__ = [
     "ALL_FAMILIES",
     "DEFAULT_HOLDOUT",
     "DEFAULT_FAMILIES",
+    "BLUR_FAMILIES",
     "blur_spectrum",
 ]
 
 PIXEL_FAMILIES = ("isotropic", "box", "mask", "bands", "box_grid", "decimation")
 HARTLEY_FAMILIES = ("isotropic", "gaussian_blur", "box_blur", "defocus_blur", "motion_blur", "lowpass")
+#: the Hartley families drawn as deepinv blur physics (:meth:`CovarianceDistribution.blur_physics`)
+BLUR_FAMILIES = ("gaussian_blur", "box_blur", "defocus_blur", "motion_blur")
 ALL_FAMILIES = tuple(dict.fromkeys(PIXEL_FAMILIES + HARTLEY_FAMILIES))
 DEFAULT_HOLDOUT = ("motion_blur", "bands")
 DEFAULT_FAMILIES = tuple(f for f in ALL_FAMILIES if f not in DEFAULT_HOLDOUT)
@@ -111,7 +125,7 @@ class CovarianceDistribution:
         self.p_useful = p_useful
         self.useful = (max(useful[0], lam_min), min(useful[1], lam_max))
         self.p_channel_independent = p_channel_independent
-        self._motion = None
+        self._generators = {}
 
     def __repr__(self):
         return (
@@ -204,47 +218,63 @@ class CovarianceDistribution:
         return torch.where(on, low, high)
 
     # ------------------------------------------------------------------ Hartley families
-    def _from_spectrum(self, k2, n, g, dev):
-        """lam = clamp(noise^2 / |K|^2, max=lam_max) in log form, (n, H, W)."""
-        noise = self._levels((n, 1, 1), g, dev)
-        return (noise - torch.log(k2.clamp_min(1e-30))).clamp(max=math.log(self.lam_max))
+    def _generator(self, cls, ks: int, **kwargs):
+        """One deepinv kernel generator per class and size, seeded from ``g`` at every use."""
+        key = (cls, ks)
+        if key not in self._generators:
+            self._generators[key] = cls((ks, ks), rng=torch.Generator(), **kwargs)
+        return self._generators[key]
 
-    def _gaussian_blur(self, n, H, W, g, dev):
-        std = 0.3 + 2.7 * self._u((n, 1, 1), g, dev)
-        aniso = torch.where(self._u((n, 1, 1), g, dev) < 0.3, 0.5 + self._u((n, 1, 1), g, dev), torch.ones(n, 1, 1, device=dev))
-        ks = _odd(min(H, W, 19))
-        k = gaussian_blur((ks, ks), sigma=torch.cat([std.view(n, 1), (std * aniso).view(n, 1)], 1), device=dev)[:, 0]
-        return self._from_spectrum(blur_spectrum(k, H, W), n, g, dev)
+    def _kernels(self, family, n, H, W, g, dev) -> torch.Tensor:
+        """(n, kh, kw) kernels of a blur family, each summing to 1."""
+        if family == "gaussian_blur":
+            std = 0.3 + 2.7 * self._u((n, 1), g, dev)
+            aniso = torch.where(self._u((n, 1), g, dev) < 0.3, 0.5 + self._u((n, 1), g, dev), torch.ones(n, 1, device=dev))
+            angle = 180.0 * self._u((n,), g, dev)
+            gen = self._generator(GaussianBlurGenerator, _odd(min(H, W, 19)))
+            return gen.step(n, sigma=torch.cat([std, std * aniso], 1).cpu(), angle=angle.cpu())["filter"][:, 0].to(dev)
+        if family == "box_blur":
+            kmax = max(2, min(7, H, W))
+            h = self._randint(1, kmax, n, g, dev)
+            w = torch.where(self._u((n,), g, dev) < 0.5, h, self._randint(1, kmax, n, g, dev))
+            r = torch.arange(kmax, device=dev)
+            k = ((r.view(1, -1, 1) < h.view(-1, 1, 1)) & (r.view(1, 1, -1) < w.view(-1, 1, 1))).float()
+        elif family == "defocus_blur":
+            rad = 0.5 + 3.5 * self._u((n, 1, 1), g, dev)
+            ks = _odd(min(H, W, 9))
+            r = torch.arange(ks, device=dev, dtype=torch.float32) - ks // 2
+            k = (r.view(1, -1, 1) ** 2 + r.view(1, 1, -1) ** 2 <= rad**2).float()
+        else:  # motion_blur
+            gen = self._generator(MotionBlurGenerator, _odd(min(H, W, 15)), n_steps=200)
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device if g is not None else "cpu"))
+            length = float(0.1 + 0.5 * self._u((1,), g, dev))
+            k = gen.step(n, l=length, sigma=0.25, seed=seed)["filter"][:, 0].to(dev)
+        return k / k.sum(dim=(1, 2), keepdim=True)
 
-    def _box_blur(self, n, H, W, g, dev):
-        kmax = max(2, min(7, H, W))
-        h = self._randint(1, kmax, n, g, dev)
-        w = torch.where(self._u((n,), g, dev) < 0.5, h, self._randint(1, kmax, n, g, dev))
-        r = torch.arange(kmax, device=dev)
-        k = ((r.view(1, -1, 1) < h.view(-1, 1, 1)) & (r.view(1, 1, -1) < w.view(-1, 1, 1))).float()
-        k = k / k.sum(dim=(1, 2), keepdim=True)
-        return self._from_spectrum(blur_spectrum(k, H, W), n, g, dev)
+    def blur_physics(self, family: str, n: int, H: int, W: int, generator=None, device="cpu") -> BlurFFT:
+        r"""A batch of ``n`` single-channel H x W deepinv ``BlurFFT`` physics of a blur family
+        (:data:`BLUR_FAMILIES`): its kernels, and Gaussian noise whose variance is a level
+        (log-uniform, or in the useful range). The family's covariances are those of
+        :func:`~deepinv_energy.to_denoising_problem` for these physics.
 
-    def _defocus_blur(self, n, H, W, g, dev):
-        rad = 0.5 + 3.5 * self._u((n, 1, 1), g, dev)
-        ks = _odd(min(H, W, 9))
-        r = torch.arange(ks, device=dev, dtype=torch.float32) - ks // 2
-        d2 = r.view(1, -1, 1) ** 2 + r.view(1, 1, -1) ** 2
-        k = (d2 <= rad**2).float()
-        k = k / k.sum(dim=(1, 2), keepdim=True)
-        return self._from_spectrum(blur_spectrum(k, H, W), n, g, dev)
+        >>> import torch
+        >>> from deepinv_energy.training.distribution import CovarianceDistribution
+        >>> p = CovarianceDistribution().blur_physics("gaussian_blur", 3, 16, 16, torch.Generator().manual_seed(0))
+        >>> tuple(p.filter.shape), tuple(p.noise_model.sigma.shape)
+        ((3, 1, 15, 15), (3,))
+        """
+        if family not in BLUR_FAMILIES:
+            raise ValueError(f"family must be one of {BLUR_FAMILIES}, got {family!r}.")
+        dev = torch.device(device)
+        k = self._kernels(family, n, H, W, generator, dev)
+        noise_log_var = self._levels((n,), generator, dev)
+        return BlurFFT(img_size=(1, H, W), filter=k.unsqueeze(1), device=dev,
+                       noise_model=GaussianNoise(sigma=torch.exp(0.5 * noise_log_var)))
 
-    def _motion_blur(self, n, H, W, g, dev):
-        from deepinv.physics.generator import MotionBlurGenerator
-
-        ks = _odd(min(H, W, 15))
-        if self._motion is None or self._motion[0] != ks:
-            self._motion = (ks, MotionBlurGenerator((ks, ks), rng=torch.Generator(), n_steps=200))
-        gen = self._motion[1]
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device if g is not None else "cpu"))
-        length = float(0.1 + 0.5 * self._u((1,), g, dev))
-        k = gen.step(n, l=length, sigma=0.25, seed=seed)["filter"][:, 0].to(dev)
-        return self._from_spectrum(blur_spectrum(k, H, W), n, g, dev)
+    def _blur(self, family, n, H, W, g, dev):
+        physics = self.blur_physics(family, n, H, W, g, dev)
+        y = torch.zeros(n, 1, H, W, device=dev)  # the covariance does not depend on the measurement
+        return to_denoising_problem(y, physics, self.lam_min, self.lam_max).cov.log_var[:, 0]
 
     def _lowpass(self, n, H, W, g, dev):
         fy = torch.fft.fftfreq(H, device=dev).abs().view(1, H, 1)
@@ -262,12 +292,8 @@ class CovarianceDistribution:
             "bands": self._bands,
             "box_grid": self._box_grid,
             "decimation": self._decimation,
-            "gaussian_blur": self._gaussian_blur,
-            "box_blur": self._box_blur,
-            "defocus_blur": self._defocus_blur,
-            "motion_blur": self._motion_blur,
             "lowpass": self._lowpass,
-        }[family]
+        }.get(family, lambda *a: self._blur(family, *a))
         return fn(n, H, W, g, dev).float().contiguous()
 
     def sample_basis(self, basis: str, n: int, shape, generator=None, device="cpu") -> Covariance:
