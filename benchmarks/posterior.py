@@ -50,7 +50,8 @@ Every per-batch result is cached in ``benchmarks/results/raw/posterior/<task>_<m
 (keyed by the parameter, steps, draws and batch: a changed setting recomputes), so an interrupted
 run resumes, and two processes with disjoint ``--tasks`` can share the work.
 
-Writes ``benchmarks/results/posterior.md``, ``posterior_budget.png``, ``posterior_draws_box.png``
+Writes ``benchmarks/results/posterior.md`` (a summary first), ``posterior_summary.rst`` (the summary
+for the docs), ``posterior_budget.png``, ``posterior_draws_box.png``
 and ``posterior_draws_sr2.png`` (``--quick``: the same names with ``_quick``, never the full results).
 
 Run: ``python benchmarks/posterior.py`` (1000 images per task for the Fréchet distance, 64 of them
@@ -273,6 +274,64 @@ def _f(t, fmt="{:.2f}", se=True) -> str:
     return fmt.format(m) + (f" ± {fmt.format(e)}" if se and math.isfinite(e) else "")
 
 
+def summary_rows(S: dict, tasks, methods, args, budgets) -> list[dict]:
+    """One row per task and method: the PSNR of the mean of 2 draws (``restoration.py``'s metric;
+    ``MMSE-E``: its mean), the best PSNR within the largest budget, the 90 % coverage and its
+    distance to what exact draws would give (``exact K draws``; ``MMSE-E``: the exact posterior's
+    0.9), and the Fréchet distance of single draws."""
+    ref_k, ref_0 = exact_reference(args.draws)["cover"], exact_reference(0)["cover"]
+    kmax = max(budgets) // args.steps
+    rows = []
+    for task in tasks:
+        for m in methods:
+            s = S.get((task, m))
+            if s is None:
+                continue
+            k2, kb = (0, 0) if m == "MMSE-E" else (2, kmax)
+            ref = ref_0 if m == "MMSE-E" else ref_k
+            rows.append({"task": task, "method": m, "n_cal": s["n_cal"], "n": s["n"],
+                         "psnr2": s["budget"].get(k2, {}).get("psnr"), "psnr_b": s["budget"].get(kb, {}).get("psnr"),
+                         "cover": s["cover"], "cover_err": abs(s["cover"][0] - ref), "fd": (s["fd"], s["fd_se"], s["n"])})
+    return rows
+
+
+def _cell(t, fmt) -> str:
+    return "-" if t is None else _f(t, fmt)
+
+
+def summary_markdown(rows, budgets) -> str:
+    """The summary table and, per task, the winner of each of the three questions."""
+    b = max(budgets)
+    L = [f"| task | method | PSNR mean of 2 draws | PSNR at B = {b} | coverage 90 % (all) | FD of single draws |",
+         "|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append(f"| {r['task']} | {r['method']} | {_cell(r['psnr2'], '{:.2f}')} | {_cell(r['psnr_b'], '{:.2f}')} | "
+                 f"{_f(r['cover'], '{:.3f}')} | {r['fd'][0]:.4f} ± {r['fd'][1]:.4f} |")
+    L += ["", f"Winners (best PSNR at B = {b}; coverage closest to its exact reference; lowest FD):", "",
+          f"| task | point estimate at B = {b} | calibration | realism |", "|---|---|---|---|"]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        rs = [r for r in rows if r["task"] == task]
+        best_p = max((r for r in rs if r["psnr_b"]), key=lambda r: r["psnr_b"][0])
+        best_c = min(rs, key=lambda r: r["cover_err"])
+        best_f = min((r for r in rs if r["method"] != "MMSE-E"), key=lambda r: r["fd"][0])
+        L.append(f"| {task} | {best_p['method']} ({best_p['psnr_b'][0]:.2f} dB) | {best_c['method']} "
+                 f"({best_c['cover'][0]:.3f}) | {best_f['method']} ({best_f['fd'][0]:.4f}) |")
+    return "\n".join(L)
+
+
+def summary_rst(rows, budgets, caption: str) -> str:
+    """The summary table as a reST list-table (included by the docs' benchmark page)."""
+    head = ["task", "method", "PSNR mean of 2 draws", f"PSNR at B = {max(budgets)}", "coverage 90 %", "FD"]
+    L = [f".. list-table:: {caption}", "   :header-rows: 1", "   :class: compact-table", "",
+         "   * - " + head[0]] + [f"     - {h}" for h in head[1:]]
+    for r in rows:
+        cells = [r["task"], r["method"], _cell(r["psnr2"], "{:.2f}"), _cell(r["psnr_b"], "{:.2f}"),
+                 _f(r["cover"], "{:.3f}"), f"{r['fd'][0]:.4f} ± {r['fd'][1]:.4f}"]
+        # "-" alone would read as a bullet list inside a list-table
+        L += ["   * - " + cells[0]] + [f"     - {'n/a' if c == '-' else c}" for c in cells[1:]]
+    return "\n".join(L) + "\n"
+
+
 def report(S: dict, tasks, methods, args, budgets, floors, halves, cmd) -> str:
     quick = " (quick mode)" if args.quick else ""
     L = [f"# What a posterior sampler is for: estimates at equal cost, calibration, realism{quick}", "",
@@ -289,6 +348,12 @@ def report(S: dict, tasks, methods, args, budgets, floors, halves, cmd) -> str:
               "with its floor at the same n, not across runs), and with "
               f"{args.draws} draws the calibration references below are far from 0.9 and 1: "
               "these numbers exercise the script, they are not results.", ""]
+    rows = summary_rows(S, tasks, methods, args, budgets)
+    L += ["## Summary", "",
+          f"PSNR (dB) and coverage on the {args.n_cal} calibration images ({args.draws} draws each), FD on {args.n} "
+          "images (one draw each), ± standard errors; `PSNR mean of 2 draws` is the metric of `restoration.py`; "
+          "`MMSE-E` spends one evaluation in every column. Details in sections 1-3.", "",
+          summary_markdown(rows, budgets), ""]
     # 1. budget
     L += ["## 1. Point estimate at equal cost", "",
           f"PSNR (dB) / SSIM of the estimate spending B network evaluations per image, on {args.n_cal} images: "
@@ -480,6 +545,9 @@ def main(argv=None):
     text = report(S, tasks, methods, args, budgets, floors, halves, cmd)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"posterior{suffix}.md").write_text(text)
+    (OUT / f"posterior_summary{suffix}.rst").write_text(summary_rst(
+        summary_rows(S, tasks, methods, args, budgets), budgets,
+        f"PSNR (dB) and 90 % coverage on {args.n_cal} images, FD of single draws on {args.n} images per task"))
     budget_figure(S, tasks, methods, budgets, args.steps, OUT / f"posterior_budget{suffix}.png")
     for task in ("box", "sr2"):
         if task in tasks:
