@@ -10,7 +10,7 @@ pixel basis (:math:`V = I`)
     each with its own level), ``"decimation"`` (a sampling grid of stride s and random
     offset: low level on the grid, high level off it).
 Hartley basis (:math:`V` = DHT)
-    ``"isotropic"``, ``"gaussian_blur"`` (random widths), ``"box_blur"`` (uniform
+    ``"isotropic"``, ``"gaussian_blur"`` (random widths and orientations), ``"box_blur"`` (uniform
     rectangles), ``"defocus_blur"`` (uniform disks), ``"motion_blur"``
     (:class:`deepinv.physics.generator.MotionBlurGenerator`), ``"lowpass"`` (an ideal
     low-pass spectrum, independent inside/outside levels). A blur family draws a batch of
@@ -219,7 +219,8 @@ class CovarianceDistribution:
 
     # ------------------------------------------------------------------ Hartley families
     def _generator(self, cls, ks: int, **kwargs):
-        """One deepinv kernel generator per class and size, seeded from ``g`` at every use."""
+        """One deepinv kernel generator per class and size, built once (motion kernels: seeded
+        from the distribution's generator at every draw; Gaussian kernels: parameters given)."""
         key = (cls, ks)
         if key not in self._generators:
             self._generators[key] = cls((ks, ks), rng=torch.Generator(), **kwargs)
