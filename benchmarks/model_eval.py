@@ -207,7 +207,7 @@ def main(argv=None):
                     "table (e.g. the w = 1 / w = 0 pair of benchmarks/weights)")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--label", default="bundled (w=1, step 2400)", help="name of --model in the tables")
+    ap.add_argument("--label", default="bundled", help="name of --model in the tables")
     ap.add_argument("--out", default="model.md", help="report file name in benchmarks/results/")
     args = ap.parse_args(argv)
     if args.threads:
@@ -235,7 +235,8 @@ def main(argv=None):
         models[name] = EnergyUNet.from_pretrained(path)
     fam_rows = family_losses(models, x)
     meta = {"machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
-            "energy": f"step {meta_e.get('step')}", "plain": f"step {meta_p.get('step')} (same schedule, batch and data order)"}
+            "energy": f"step {meta_e.get('step')}", "plain": f"step {meta_p.get('step')} of its last stage (the energy's training chain: same stages, "
+                                                     "schedules, seeds, batches and weighting, --objective denoiser)"}
     text = report(args, den_rows, nll, base_rows, cal_rows, fam_rows, meta)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / args.out).write_text(text)

@@ -54,12 +54,17 @@ Writes ``benchmarks/results/posterior.md`` (a summary first), ``posterior_summar
 for the docs), ``posterior_budget.png``, ``posterior_draws_box.png``
 and ``posterior_draws_sr2.png`` (``--quick``: the same names with ``_quick``, never the full results).
 
-Run: ``python benchmarks/posterior.py`` (1000 images per task for the Fréchet distance, 64 of them
-with 16 draws: 1960 draws per task and method, about 9 hours on 2 cores as two processes, e.g.
-``--tasks box,random70,gblur-0.01,gblur-0.05 --no-report`` and ``--tasks motion,denoise,sr2 --no-report``
-sharing the caches, then one call without ``--no-report`` that only reads them), or ``python benchmarks/posterior.py --quick``
-(8 images, tasks box and sr2, methods MALA-E, MMSE-E, DDRM-E, DPS-P, 4 draws, budgets 1, 20, 40:
-a few minutes on one core; options given explicitly, e.g. ``--n 32``, override these).
+Run: ``python benchmarks/posterior.py``: the full run, sized to fit 3 hours on 2 cores. 1000 images
+per task for the Fréchet distance, the first 32 of them with 16 draws (1480 draws per task and
+method), the methods of :data:`FULL` (``MMSE-E``, ``MALA-E``, ``DDRM-E``, ``DiffPIR-E``, ``DDRM-P``,
+``DiffPIR-P``; the slower ``DPS``, ``PiGDM`` and ``Adaptive-E`` rows by ``--methods``, about 3x the
+time each). Measured on 2026-12-02: about 13 minutes per task for the three ``-E`` samplers and 5 for
+the two ``-P`` ones on one core, 2.1 core-hours in all, i.e. about 1.1 hours as two processes sharing
+the caches (e.g. ``--methods MMSE-E,MALA-E,DDRM-E,DiffPIR-E --no-report`` and
+``--methods DDRM-P,DiffPIR-P --no-report``, then one call without ``--no-report`` that only reads
+them). ``python benchmarks/posterior.py --quick``: 8 images, tasks box and sr2, methods MALA-E,
+MMSE-E, DDRM-E, DPS-P, 4 draws, budgets 1, 20, 40:
+a few minutes on one core (options given explicitly, e.g. ``--n 32``, override these).
 """
 
 from __future__ import annotations
