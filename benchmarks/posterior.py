@@ -47,7 +47,8 @@ batch, as ``restoration.py``); the first ``--n-cal`` of them get ``--draws`` dra
    the unobserved region (calibration images; ``MMSE-E``: its predicted std).
 
 Every per-batch result is cached in ``benchmarks/results/raw/posterior/<task>_<method>[_quick]/``
-(keyed by the parameter, steps, draws and batch: a changed setting recomputes), so an interrupted
+(keyed by the parameter, steps, draws, batch and a fingerprint of the weights: a changed setting
+or a retrained network recomputes), so an interrupted
 run resumes, and two processes with disjoint ``--tasks`` can share the work.
 
 Writes ``benchmarks/results/posterior.md`` (a summary first), ``posterior_summary.rst`` (the summary
@@ -57,7 +58,7 @@ and ``posterior_draws_sr2.png`` (``--quick``: the same names with ``_quick``, ne
 Run: ``python benchmarks/posterior.py``: the full run, sized to fit 3 hours on 2 cores. 1000 images
 per task for the Fréchet distance, the first 32 of them with 16 draws (1480 draws per task and
 method), the methods of :data:`FULL` (``MMSE-E``, ``MALA-E``, ``DDRM-E``, ``DiffPIR-E``, ``DDRM-P``,
-``DiffPIR-P``; the slower ``DPS``, ``PiGDM`` and ``Adaptive-E`` rows by ``--methods``, about 3x the
+``DiffPIR-P``; the slower ``DPS``, ``PiGDM`` and ``Adaptive-E`` rows by ``--methods``, 3 to 5x the
 time each). Measured on 2026-12-02: about 13 minutes per task for the three ``-E`` samplers and 5 for
 the two ``-P`` ones on one core, 2.1 core-hours in all, i.e. about 1.1 hours as two processes sharing
 the caches (e.g. ``--methods MMSE-E,MALA-E,DDRM-E,DiffPIR-E --no-report`` and
