@@ -16,7 +16,7 @@ Hartley basis (:math:`V` = DHT)
     low-pass spectrum, independent inside/outside levels). A blur family draws a batch of
     kernels :math:`k` and noise variances :math:`s^2` as a deepinv
     ``BlurFFT(filter=k, noise_model=GaussianNoise(s))`` (:meth:`CovarianceDistribution.blur_physics`;
-    Gaussian kernels from :class:`deepinv.physics.generator.GaussianBlurGenerator`, motion kernels
+    Gaussian kernels from :func:`deepinv.physics.functional.gaussian_blur`, motion kernels
     from :class:`~deepinv.physics.generator.MotionBlurGenerator`) and takes its covariance from
     :func:`~deepinv_energy.to_denoising_problem`, the route every restoration takes:
     :math:`\lambda = s^2 / |K|^2` where that is below :math:`\lambda_\max`, :math:`\lambda_\max`
@@ -43,7 +43,8 @@ import math
 
 import torch
 from deepinv.physics import BlurFFT
-from deepinv.physics.generator import GaussianBlurGenerator, MotionBlurGenerator
+from deepinv.physics.functional import gaussian_blur
+from deepinv.physics.generator import MotionBlurGenerator
 from deepinv.physics.noise import GaussianNoise
 
 from .._checks import check_variance_range
@@ -125,7 +126,7 @@ class CovarianceDistribution:
         self.p_useful = p_useful
         self.useful = (max(useful[0], lam_min), min(useful[1], lam_max))
         self.p_channel_independent = p_channel_independent
-        self._generators = {}
+        self._motion = {}
 
     def __repr__(self):
         return (
@@ -218,13 +219,12 @@ class CovarianceDistribution:
         return torch.where(on, low, high)
 
     # ------------------------------------------------------------------ Hartley families
-    def _generator(self, cls, ks: int, **kwargs):
-        """One deepinv kernel generator per class and size, built once (motion kernels: seeded
-        from the distribution's generator at every draw; Gaussian kernels: parameters given)."""
-        key = (cls, ks)
-        if key not in self._generators:
-            self._generators[key] = cls((ks, ks), rng=torch.Generator(), **kwargs)
-        return self._generators[key]
+    def _motion_generator(self, ks: int) -> MotionBlurGenerator:
+        """deepinv's motion-blur generator for ks x ks kernels, built once per size (seeded from
+        the distribution's generator at every draw)."""
+        if ks not in self._motion:
+            self._motion[ks] = MotionBlurGenerator((ks, ks), rng=torch.Generator(), n_steps=200)
+        return self._motion[ks]
 
     def _kernels(self, family, n, H, W, g, dev) -> torch.Tensor:
         """(n, kh, kw) kernels of a blur family, each summing to 1."""
@@ -232,8 +232,8 @@ class CovarianceDistribution:
             std = 0.3 + 2.7 * self._u((n, 1), g, dev)
             aniso = torch.where(self._u((n, 1), g, dev) < 0.3, 0.5 + self._u((n, 1), g, dev), torch.ones(n, 1, device=dev))
             angle = 180.0 * self._u((n,), g, dev)
-            gen = self._generator(GaussianBlurGenerator, _odd(min(H, W, 19)))
-            return gen.step(n, sigma=torch.cat([std, std * aniso], 1).cpu(), angle=angle.cpu())["filter"][:, 0].to(dev)
+            ks = _odd(min(H, W, 19))
+            return gaussian_blur((ks, ks), sigma=torch.cat([std, std * aniso], 1), angle=angle, device=dev)[:, 0]
         if family == "box_blur":
             kmax = max(2, min(7, H, W))
             h = self._randint(1, kmax, n, g, dev)
@@ -246,7 +246,7 @@ class CovarianceDistribution:
             r = torch.arange(ks, device=dev, dtype=torch.float32) - ks // 2
             k = (r.view(1, -1, 1) ** 2 + r.view(1, 1, -1) ** 2 <= rad**2).float()
         else:  # motion_blur
-            gen = self._generator(MotionBlurGenerator, _odd(min(H, W, 15)), n_steps=200)
+            gen = self._motion_generator(_odd(min(H, W, 15)))
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device if g is not None else "cpu"))
             length = float(0.1 + 0.5 * self._u((1,), g, dev))
             k = gen.step(n, l=length, sigma=0.25, seed=seed)["filter"][:, 0].to(dev)
@@ -286,6 +286,8 @@ class CovarianceDistribution:
 
     # ------------------------------------------------------------------ sampling
     def _draw(self, family, n, H, W, g, dev):
+        if family in BLUR_FAMILIES:
+            return self._blur(family, n, H, W, g, dev).float().contiguous()
         fn = {
             "isotropic": self._isotropic,
             "box": self._box,
@@ -294,7 +296,7 @@ class CovarianceDistribution:
             "box_grid": self._box_grid,
             "decimation": self._decimation,
             "lowpass": self._lowpass,
-        }.get(family, lambda *a: self._blur(family, *a))
+        }[family]
         return fn(n, H, W, g, dev).float().contiguous()
 
     def sample_basis(self, basis: str, n: int, shape, generator=None, device="cpu") -> Covariance:
