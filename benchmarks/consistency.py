@@ -66,7 +66,7 @@ def tasks(shape, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     rand = (torch.rand(1, C, H, W, generator=g) < 0.3).double()
     noise = dinv.physics.GaussianNoise(0.02)
-    kernel = dinv.physics.blur.gaussian_blur(sigma=1.0).double()
+    kernel = dinv.physics.functional.gaussian_blur(sigma=(1.0, 1.0)).double()
     return {
         "box": dinv.physics.Inpainting((C, H, W), mask=box, noise_model=noise),
         "random70": dinv.physics.Inpainting((C, H, W), mask=rand, noise_model=noise),

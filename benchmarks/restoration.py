@@ -141,7 +141,8 @@ def make_task(name: str, x: torch.Tensor, seed: int):
         mask = (torch.rand(1, *SHAPE, generator=g) < 0.3).float()
         physics = dinv.physics.Inpainting(SHAPE, mask=mask, noise_model=nm)
     elif name.startswith("gblur"):
-        physics = dinv.physics.BlurFFT(SHAPE, filter=dinv.physics.blur.gaussian_blur(1.0), noise_model=nm)
+        physics = dinv.physics.BlurFFT(SHAPE, filter=dinv.physics.functional.gaussian_blur(sigma=(1.0, 1.0)),
+                                       noise_model=nm)
     elif name == "motion":
         gen = dinv.physics.generator.MotionBlurGenerator((11, 11), rng=g)
         physics = dinv.physics.BlurFFT(SHAPE, filter=gen.step(batch_size=1)["filter"], noise_model=nm)
