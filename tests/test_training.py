@@ -60,6 +60,24 @@ def test_mixed_batch_bases():
     assert [c.basis for c in only.sample(4, (1, 8, 8))] == ["pixel"]
 
 
+@pytest.mark.parametrize("family", ["box", "mask", "bands"])
+def test_p_unobserved(family):
+    """With p_unobserved = p, the inside level of a two-level family is lam_max for a fraction p of
+    the draws (outside levels untouched); p = 0 is the old distribution, draw for draw."""
+    n, shape, lmax = 4000, (1, 8, 8), math.log(1e3)
+    g = torch.Generator().manual_seed(3)
+    base = CovarianceDistribution(families=[family], p_unobserved=0.0).sample(64, shape, generator=g)[0]
+    again = CovarianceDistribution(families=[family]).sample(64, shape, generator=torch.Generator().manual_seed(3))[0]
+    assert torch.equal(base.log_var, again.log_var)
+    dist = CovarianceDistribution(families=[family], p_unobserved=0.3)
+    lv = dist.sample(n, shape, generator=torch.Generator().manual_seed(4))[0].log_var.flatten(1)
+    # a draw has the value lam_max on some pixel: (inside level set) or (a level drawn that high: ~never)
+    frac = (lv >= lmax - 1e-6).any(1).double().mean().item()
+    assert abs(frac - 0.3) < 4 * math.sqrt(0.3 * 0.7 / n) + 0.01
+    with pytest.raises(ValueError, match="p_unobserved"):
+        CovarianceDistribution(p_unobserved=1.5)
+
+
 def test_blur_spectrum_matches_deepinv_blur():
     """|K|^2 in the Hartley basis is exactly A^T A of deepinv's circular BlurFFT."""
     import deepinv as dinv

@@ -25,6 +25,11 @@ Hartley basis (:math:`V` = DHT)
 The pixel families are heteroscedastic denoising with two (or more) free levels, a superset of
 what ``Inpainting`` and ``Downsampling`` give (noise level where observed, :math:`\lambda_\max`
 elsewhere): they are drawn as maps, not as physics.
+With ``p_unobserved > 0``, the inside level of a two-level family (``box``, ``mask``, ``bands``) is
+:math:`\lambda_\max` with that probability: exactly what ``Inpainting`` gives for its missing
+pixels. With independent log-uniform levels alone, a level within a decade of :math:`\lambda_\max`
+is drawn about 4 % of the time (``decimation`` sets its off-grid level to :math:`\lambda_\max`
+70 % of the time, and blurs reach it where their spectrum vanishes).
 
 Levels: log-uniform in ``[lam_min, lam_max]`` (default 1e-9 .. 1e3); with probability
 ``p_useful`` (default 0.5) a level is drawn log-uniform in the "useful" range
@@ -90,6 +95,9 @@ class CovarianceDistribution:
     :param tuple useful: (low, high) variances of the useful range.
     :param float p_channel_independent: probability that each channel of a multi-channel
         image gets its own independent draw (otherwise one map is shared by all channels).
+    :param float p_unobserved: probability that the inside level of a ``box``, ``mask`` or
+        ``bands`` covariance is ``lam_max`` (an unobserved region, as ``Inpainting`` gives);
+        0 (the default) draws no extra random numbers, so earlier runs are reproduced exactly.
 
     :Examples:
 
@@ -111,6 +119,7 @@ class CovarianceDistribution:
         p_useful: float = 0.5,
         useful: tuple = (1e-4, 10.0),
         p_channel_independent: float = 0.5,
+        p_unobserved: float = 0.0,
     ):
         families = tuple(families)
         unknown = [f for f in families if f not in ALL_FAMILIES]
@@ -126,12 +135,15 @@ class CovarianceDistribution:
         self.p_useful = p_useful
         self.useful = (max(useful[0], lam_min), min(useful[1], lam_max))
         self.p_channel_independent = p_channel_independent
+        if not 0.0 <= p_unobserved <= 1.0:
+            raise ValueError(f"p_unobserved must be in [0, 1], got {p_unobserved!r}.")
+        self.p_unobserved = p_unobserved
         self._motion = {}
 
     def __repr__(self):
         return (
             f"CovarianceDistribution(families={self.families}, p_pixel={self.p_pixel}, "
-            f"lam=[{self.lam_min:g}, {self.lam_max:g}], p_useful={self.p_useful})"
+            f"lam=[{self.lam_min:g}, {self.lam_max:g}], p_useful={self.p_useful}, p_unobserved={self.p_unobserved})"
         )
 
     # ------------------------------------------------------------------ random helpers
@@ -158,6 +170,8 @@ class CovarianceDistribution:
     def _two_levels(self, inside, n, g, dev):
         a = self._levels((n, 1, 1), g, dev)
         b = self._levels((n, 1, 1), g, dev)
+        if self.p_unobserved > 0:  # an unobserved region (no extra draws otherwise: old runs unchanged)
+            a = torch.where(self._u((n, 1, 1), g, dev) < self.p_unobserved, math.log(self.lam_max), a)
         return torch.where(inside, a, b)
 
     def _box(self, n, H, W, g, dev):

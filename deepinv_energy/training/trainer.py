@@ -60,7 +60,7 @@ FIXED_FIELDS = ("width", "depth", "num_res", "attention", "form", "input_scale",
                 "seed", "data", "split", "limit", "objective", "loss_weight", "init_from")
 #: Fields of the optimization a resumed run may change only with ``allow_config_change`` (then logged).
 SCHEDULE_FIELDS = ("steps", "lr", "warmup", "schedule", "min_lr_ratio", "grad_clip", "ema_decay", "w_cov",
-                   "families", "p_pixel")
+                   "families", "p_pixel", "p_unobserved")
 
 
 @dataclass
@@ -99,6 +99,8 @@ class TrainConfig:
     :param list families: covariance families of the training distribution
         (:data:`~deepinv_energy.training.distribution.DEFAULT_FAMILIES`; comma-separated on the command line).
     :param float p_pixel: probability of drawing a pixel-basis covariance.
+    :param float p_unobserved: probability that the inside level of a box, mask or bands covariance
+        is ``lam_max`` (an unobserved region, as inpainting gives; 0: levels drawn independently).
     :param float lam_min: smallest noise variance trained for.
     :param float lam_max: largest noise variance (that of unobserved coefficients).
     :param int ckpt_every: checkpoint period in steps.
@@ -138,6 +140,7 @@ class TrainConfig:
     input_scale: str = "whiten"
     families: list = field(default_factory=lambda: list(DEFAULT_FAMILIES))
     p_pixel: float = 0.5
+    p_unobserved: float = 0.0
     lam_min: float = 1e-9
     lam_max: float = 1e3
     ckpt_every: int = 200
@@ -196,6 +199,7 @@ def check_config(cfg: TrainConfig) -> None:
     check_number("ema_decay", cfg.ema_decay, low=0, high=1, high_open=True)
     check_number("w_cov", cfg.w_cov, low=0)
     check_number("p_pixel", cfg.p_pixel, low=0, high=1)
+    check_number("p_unobserved", cfg.p_unobserved, low=0, high=1)
     check_number("lam_min", cfg.lam_min, low=0, low_open=True)
     check_number("lam_max", cfg.lam_max, low=cfg.lam_min, low_open=True)
     choices = {"schedule": ("cosine", "constant"), "objective": ("energy", "denoiser"), "loss_weight": ("none", "edm"),
@@ -260,7 +264,7 @@ class Trainer:
         plain = cfg.objective == "denoiser"
         self.dist = CovarianceDistribution(
             families=("isotropic",) if plain else cfg.families, p_pixel=1.0 if plain else cfg.p_pixel,
-            lam_min=cfg.lam_min, lam_max=cfg.lam_max,
+            lam_min=cfg.lam_min, lam_max=cfg.lam_max, p_unobserved=cfg.p_unobserved,
         )
         self.step = 0
         self._stop = False
