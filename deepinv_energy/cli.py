@@ -380,6 +380,14 @@ def _blind(args) -> int:
         lo, hi = post.credible_interval(name, args.level)
         print(f"{name}: MAP {best[name].item():.4g}, posterior mean {post.mean(name).item():.4g}, "
               f"{args.level:.0%} interval [{lo.item():.4g}, {hi.item():.4g}]")
+        if name in family.continuous:
+            for mass, end in zip(post.edge_mass(name), ("smallest", "largest")):
+                if mass.item() > 0.5:
+                    print(f"note: {mass.item():.0%} of the posterior of {name} is on the {end} grid value: the truth "
+                          f"may lie at or beyond it; extend the grid to check"
+                          + (" (a noise level piled on the smallest value can also be the model's failure at variances "
+                             "far below the noise present: start the grid closer to the plausible levels)"
+                             if name == "noise" and end == "smallest" else ""))
         values, logp = post.marginal(name)
         ax.plot(values.numpy(), logp[0].exp().numpy(), "o-")
         ax.axvspan(lo.item(), hi.item(), alpha=0.2)

@@ -110,6 +110,18 @@ def test_denoising_noise_level(model):
     check(model, family, y)
 
 
+def test_edge_mass(model):
+    """Noise 0.3 and 0.4 on a grid that stops at 0.2: the exact posterior piles on 0.2, and
+    edge_mass reports the marginal's mass on each end of the grid."""
+    short = DenoisingFamily(SHAPE, noise=torch.linspace(0.05, 0.2, 4))
+    y = simulate(model, short, {"noise": [0.3, 0.4]}, seed=12)
+    post = check(model, short, y)
+    low, high = post.edge_mass("noise")
+    p = post.log_posterior.exp()
+    assert torch.allclose(low, p[:, 0]) and torch.allclose(high, p[:, -1])
+    assert (high > 0.5).all() and (low < 0.01).all()
+
+
 def test_box_size_and_position_noisy_fill(model):
     family = BoxInpaintingFamily(SHAPE, sizes=[1, 2, 3], noise=0.02, fill_mean=0.5, fill_std=0.05)
 

@@ -126,8 +126,13 @@ def test_restore_sample_blind(tmp_path, blurred_png, figure_rows, capsys):
     prefix = tmp_path / "b"
     capsys.readouterr()
     assert main(["blind", str(blurred_png), "--widths", "0.5:1.5:3", "--samples", "0", "--out-prefix", str(prefix)]) == 0
-    assert _map_of(capsys.readouterr().out, "width") == 1.0
+    printed = capsys.readouterr().out
+    assert _map_of(printed, "width") == 1.0 and "note:" not in printed
     assert (tmp_path / "b_posterior.png").stat().st_size > 1000
+    # a grid that stops below the true width 1: the posterior piles on its end, and the command says so
+    assert main(["blind", str(blurred_png), "--widths", "0.3:0.6:4", "--samples", "0", "--out-prefix", str(prefix)]) == 0
+    printed = capsys.readouterr().out
+    assert _map_of(printed, "width") == 0.6 and "of the posterior of width is on the largest grid value" in printed
     _blur_png(tmp_path / "wide.png", 1.5, index=1)
     assert main(["blind", str(tmp_path / "wide.png"), "--widths", "0.5:2.5:11", "--samples", "0",
                  "--out-prefix", str(prefix)]) == 0

@@ -57,3 +57,14 @@ class BlindPosterior:
         lo = (cdf <= tail + 1e-12).sum(1).clamp(max=values.numel() - 1)
         hi = (cdf < 1 - tail - 1e-12).sum(1).clamp(max=values.numel() - 1)
         return values[lo], values[hi]
+
+    def edge_mass(self, name: str):
+        """Posterior mass of a parameter's smallest and largest grid values: ``(low, high)``, each (B,).
+
+        Most of the mass on an end of the grid means that the truth lies at or beyond it; for a
+        noise level at the lower end, it is also the known failure of a learned energy evaluated at
+        variances far below the noise present (``benchmarks/results/blind.md``). ``deepinv-energy
+        blind`` prints a note in both cases.
+        """
+        _, logp = self.marginal(name)
+        return logp[:, 0].exp(), logp[:, -1].exp()
