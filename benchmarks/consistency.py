@@ -4,7 +4,7 @@ The normalization benchmark checks energies; this one checks what restoration an
 use: the one-evaluation posterior mean (anisotropic Tweedie at the measurement's covariance,
 :class:`~deepinv_energy.EnergyMMSE`), the posterior-variance identity and the energy, for
 models trained on the known 1x16x16 Gaussian mixture of ``benchmarks/normalization.py``, with
-two weightings of the denoising loss and two input scalings at equal steps (same seed, data
+two weightings of the denoising loss, two input scalings and two covariance distributions at equal steps (same seed, data
 order and noise):
 
 - ``none``: the paper's loss, the squared whitened residual
@@ -15,6 +15,9 @@ order and noise):
 - ``edm+wiener``: ``edm`` with the network input scaled by :math:`\sqrt v/(v+\lambda)` instead
   of :math:`1/\sqrt{v+\lambda}` (``UNetConfig.input_scale``), which bounds how much the Tweedie
   mean amplifies the network's sensitivity to unobserved coefficients.
+- ``edm+wiener+unobs``: ``edm+wiener`` with half of the box, mask and bands covariances given an
+  unobserved inside (``p_unobserved=0.5``: inside level ``lam_max``, as ``Inpainting`` gives; with
+  independent log-uniform levels a level within a decade of ``lam_max`` is drawn about 4 % of the time).
 
 Tasks (deepinv physics on held-out draws of the mixture): a 6x6 box and a random 70 % mask
 (``Inpainting``, noise 0.02), a Gaussian blur of width 1 (``BlurFFT``, noise 0.02), written as
@@ -31,7 +34,7 @@ denoising problems with unobserved variance ``lam_max`` in {1, 10, 100, 1000}. F
 Plus isotropic denoising at noise 0.1, 0.2, 0.4 (same metrics) and the energy error by decade
 of the covariance's variance (from :func:`normalization.evaluate`).
 
-Run: ``python benchmarks/consistency.py`` (trains both models into ``runs/consistency/`` if
+Run: ``python benchmarks/consistency.py`` (trains the models into ``runs/consistency/`` if
 needed, resumable, ~20 min per model on one CPU core at 1000 steps). Writes
 ``benchmarks/results/consistency.md`` and ``consistency.png``.
 """
@@ -54,8 +57,9 @@ from deepinv_energy.data import load_images, mixture_energy  # noqa: E402
 from deepinv_energy.problems import to_denoising_problem  # noqa: E402
 
 LAM_MAXES = (1.0, 10.0, 100.0, 1000.0)
-#: the models compared: name -> (loss_weight, input_scale)
-VARIANTS = {"none": ("none", "whiten"), "edm": ("edm", "whiten"), "edm+wiener": ("edm", "wiener")}
+#: the models compared: name -> (loss_weight, input_scale, p_unobserved)
+VARIANTS = {"none": ("none", "whiten", 0.0), "edm": ("edm", "whiten", 0.0), "edm+wiener": ("edm", "wiener", 0.0),
+            "edm+wiener+unobs": ("edm", "wiener", 0.5)}
 
 
 def tasks(shape, seed: int = 0) -> dict:
@@ -145,7 +149,7 @@ def figure(results: dict, path: pathlib.Path):
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     for ax, task in zip(axes, names):
         for wname, res in results.items():
-            ax.plot(LAM_MAXES, [res[(task, L)]["psnr"] for L in LAM_MAXES], "o-", label=f"model, weighting {wname}")
+            ax.plot(LAM_MAXES, [res[(task, L)]["psnr"] for L in LAM_MAXES], "o-", label=f"model: {wname}")
         any_res = next(iter(results.values()))
         ax.plot(LAM_MAXES, [any_res[(task, L)]["psnr_exact"] for L in LAM_MAXES], "k--", label="exact, same problem")
         ax.axhline(any_res[(task, LAM_MAXES[0])]["psnr_inverse"], color="gray", lw=0.8, label="exact inverse problem")
@@ -168,7 +172,8 @@ def write_report(results: dict, decades: dict, meta: dict, path: pathlib.Path):
         "",
         f"Data `{DATA}` (d = {meta['d']}), {meta['n']} held-out draws per task. Models: EnergyUNet width 16, "
         f"depth 2, {meta['steps']} steps of batch 64, w_cov = 1, identical except the weighting of the denoising "
-        f"term and the input scaling ({', '.join(w)}). {meta['train']}.",
+        f"term, the input scaling and the share of unobserved regions in the training covariances ({', '.join(w)}). "
+        f"{meta['train']}.",
         "",
         "## One-evaluation posterior mean (PSNR, dB) against the unobserved variance lam_max",
         "",
@@ -228,8 +233,8 @@ if __name__ == "__main__":
     exact = mixture_energy(*SPEC)
     x = load_images(DATA, "test", limit=args.n)
     results, decades, info = {}, {}, []
-    for name, (lw, scale) in VARIANTS.items():
-        cfg = config(1.0, args.steps, pathlib.Path(args.runs), loss_weight=lw, input_scale=scale)
+    for name, (lw, scale, unobs) in VARIANTS.items():
+        cfg = config(1.0, args.steps, pathlib.Path(args.runs), loss_weight=lw, input_scale=scale, p_unobserved=unobs)
         tr, _ = train_model(cfg)
         model = tr.finalize().eval()
         results[name] = evaluate_model(model, exact, x)

@@ -49,12 +49,13 @@ DATA = "gmm:" + ",".join(map(str, SPEC)) + ",20000"
 
 
 def config(w_cov: float, steps: int, run_dir: pathlib.Path, loss_weight: str = "none",
-           input_scale: str = "whiten") -> TrainConfig:
+           input_scale: str = "whiten", p_unobserved: float = 0.0) -> TrainConfig:
     name = f"w{w_cov:g}" + ("" if loss_weight == "none" else f"-{loss_weight}") + (
-        "" if input_scale == "whiten" else f"-{input_scale}")
+        "" if input_scale == "whiten" else f"-{input_scale}") + ("" if not p_unobserved else f"-unobs{p_unobserved:g}")
     return TrainConfig(
         data=DATA, out=str(run_dir / name), steps=steps, batch_size=64, lr=5e-4, warmup=200,
-        schedule="cosine", width=16, depth=2, w_cov=w_cov, loss_weight=loss_weight, input_scale=input_scale, ckpt_every=100, log_every=20,
+        schedule="cosine", width=16, depth=2, w_cov=w_cov, loss_weight=loss_weight, input_scale=input_scale,
+        p_unobserved=p_unobserved, ckpt_every=100, log_every=20,
         seed=0, threads=1, norm_images=2000,
     )
 
