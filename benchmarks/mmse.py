@@ -4,7 +4,8 @@ For an exact energy, Tweedie's formula at the measurement's covariance is :math:
 of the inverse problem: the MSE-optimal restoration from ONE network evaluation, and it only
 improves as the variance ``lam_max`` given to unobserved coefficients grows. This script measures,
 for each model, on the first ``--n`` test images and the tasks of ``benchmarks/restoration.py``
-(same seeds and batches of 16, so the same measurements):
+(same seeds; with ``--batch 16`` the same measurements, since random masks and motion kernels
+are drawn per batch of images):
 
 - PSNR of the one-evaluation mean for ``lam_max`` in {1, 10, 100, 1000} (1000 is the default);
 - the fraction of negative predicted posterior variances (at the default ``lam_max``);
@@ -78,9 +79,9 @@ def figure(results: dict, ddrm: dict, tasks, path: pathlib.Path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=16,
-                    help="images per measurement batch (16, as restoration.md: random masks and motion kernels are "
-                         "drawn per batch, so another size gives other measurements)")
+    ap.add_argument("--batch", type=int, default=64,
+                    help="images per measurement batch; random masks and motion kernels are drawn per batch, so "
+                         "--batch 16 gives the measurements of restoration.md (the default, 64, those of mmse.md)")
     ap.add_argument("--models", default="", help="comma-separated NAME=PATH energy models besides the bundled one")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--no-ddrm", action="store_true", help="skip the DDRM-E reference")
