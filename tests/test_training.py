@@ -76,6 +76,10 @@ def test_p_unobserved(family):
     assert abs(frac - 0.3) < 4 * math.sqrt(0.3 * 0.7 / n) + 0.01
     with pytest.raises(ValueError, match="p_unobserved"):
         CovarianceDistribution(p_unobserved=1.5)
+    # the docstring's "a level within a decade of lam_max about 4 % of the time": 0.5 * 1 / 12 per level
+    iso = CovarianceDistribution(families=["isotropic"]).sample(n, (1, 2, 2), generator=torch.Generator().manual_seed(5))
+    near = (iso[0].log_var[:, 0, 0, 0] >= lmax - math.log(10)).double().mean().item()
+    assert abs(near - 1 / 24) < 4 * math.sqrt(1 / 24 * 23 / 24 / n)
 
 
 def test_blur_spectrum_matches_deepinv_blur():
