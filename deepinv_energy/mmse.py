@@ -99,7 +99,9 @@ class EnergyMMSE(Reconstructor):
 
         A learned energy can predict negative variances, especially on unobserved coefficients
         where :math:`\lambda_i (1 - 2h_i)` and :math:`(\lambda_i (V^\top g)_i)^2` are both of order
-        :math:`\lambda_{\max}` and their difference is of order the image variance. They are
+        :math:`\lambda_{\max}` and their difference is of order the image variance, and on
+        observed coefficients whose posterior variance is close to 0 (the flat background of
+        Fashion-MNIST images, see ``benchmarks/results/mmse_unobserved.md``). They are
         clamped to 0 before the change of basis, without a warning;
         :meth:`moments` reports how many there were (:attr:`MMSEOutput.negative`) and the
         unclamped values (:attr:`MMSEOutput.coef_variance`).
