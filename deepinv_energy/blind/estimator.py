@@ -111,7 +111,8 @@ class BlindEstimator:
         """Grid posterior :math:`p(\\theta \\mid y)` for each measurement of the batch."""
         log_ev = self.log_evidence(y)
         joint = log_ev + self.log_prior
-        return BlindPosterior(self.theta, log_ev, joint - torch.logsumexp(joint, dim=1, keepdim=True))
+        return BlindPosterior(self.theta, log_ev, joint - torch.logsumexp(joint, dim=1, keepdim=True),
+                              periods=dict(self.family.periods))
 
     def restore(self, y: torch.Tensor, sampler, n: int = 8, mode: str = "posterior", seed: int = 0,
                 posterior: BlindPosterior | None = None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import deepinv as dinv
 import torch
@@ -23,13 +24,24 @@ __all__ = ["OperatorFamily", "GaussianBlurFamily", "MotionBlurFamily", "BoxInpai
 LOG_2PI = math.log(2 * math.pi)
 
 
-def _grid_values(name, values) -> torch.Tensor:
+def _grid_values(name, values, period=None) -> torch.Tensor:
+    """The sorted distinct values of a parameter's grid; duplicates (for a circular parameter of
+    ``period``: values equal modulo the period) are merged with a warning, since a value listed
+    k times would get k times the prior weight of the others."""
     v = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
     if v.numel() == 0:
         raise ValueError(f"the grid of {name!r} is empty.")
     if not torch.isfinite(v).all():
         raise ValueError(f"the grid of {name!r} has non-finite values.")
-    return v
+    if period is not None:
+        v = torch.remainder(v, period)
+        v = torch.where(v > period - 1e-9 * period, torch.zeros_like(v), v)  # 179.9999999999 -> 0
+    u = torch.unique(v)  # sorted
+    if u.numel() < v.numel():
+        same = " (the same direction modulo {:g})".format(period) if period is not None else ""
+        warnings.warn(f"the grid of {name!r} lists {v.numel()} values but only {u.numel()} distinct ones{same}: "
+                      f"duplicates merged (each value counts once in the prior).", stacklevel=3)
+    return u
 
 
 class OperatorFamily(PhysicsGenerator):
@@ -52,6 +64,10 @@ class OperatorFamily(PhysicsGenerator):
         may optimize by gradient.
     :param torch.Generator rng: random number generator of :meth:`step` (deepinv's default if ``None``).
     :param torch.dtype dtype: dtype of the parameters :meth:`step` returns.
+    :param dict periods: name -> period of circular parameters (values equal modulo the period are
+        the same candidate; :class:`BlindPosterior` uses circular statistics for them).
+
+    Each parameter's grid is sorted and its duplicates are merged (with a warning).
 
     :Examples:
 
@@ -69,12 +85,13 @@ class OperatorFamily(PhysicsGenerator):
     """
 
     def __init__(self, img_size, grid: dict, continuous=(), rng: torch.Generator | None = None,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, periods: dict | None = None):
         super().__init__(rng=rng, device="cpu" if rng is None else rng.device, dtype=dtype)
         if len(img_size) != 3:
             raise ValueError(f"img_size must be (C, H, W), got {img_size}.")
         self.img_size = tuple(int(s) for s in img_size)
-        self.grid = {k: _grid_values(k, v) for k, v in grid.items()}
+        self.periods = dict(periods or {})
+        self.grid = {k: _grid_values(k, v, self.periods.get(k)) for k, v in grid.items()}
         self.continuous = tuple(continuous)
 
     @property
@@ -111,6 +128,8 @@ class OperatorFamily(PhysicsGenerator):
         r"""``batch_size`` parameter values drawn uniformly from the admissible grid (with ``rng``,
         reseeded by ``seed``): their :meth:`physics_params`, and the values themselves under ``"theta"``
         (a dict, which ``physics.update`` ignores)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
         self.rng_manual_seed(seed)
         cand = self.candidates()
         n = next(iter(cand.values())).shape[0]
@@ -159,8 +178,9 @@ class GaussianBlurFamily(OperatorFamily):
 class MotionBlurFamily(OperatorFamily):
     r"""Circular linear motion blur of unknown length and angle (and optionally noise level).
 
-    Parameters ``length`` (pixels), ``angle`` (degrees, modulo 180) and ``noise`` (standard
-    deviation); a float fixes a parameter. Kernels: :func:`line_kernel`. Physics:
+    Parameters ``length`` (pixels), ``angle`` (degrees, modulo 180: a direction, so the angles
+    are reduced to [0, 180) and, e.g., 0 and 180 are merged into one candidate with a warning)
+    and ``noise`` (standard deviation); a float fixes a parameter. Kernels: :func:`line_kernel`. Physics:
     :class:`deepinv.physics.BlurFFT`. (deepinv's ``MotionBlurGenerator`` draws random
     trajectories, which have no low-dimensional parameters to estimate; a straight-line blur
     is the parametric model of camera shake used here.)
@@ -174,7 +194,7 @@ class MotionBlurFamily(OperatorFamily):
 
     def __init__(self, img_size, lengths, angles, noise=0.01, **kwargs):
         super().__init__(img_size, {"length": lengths, "angle": angles, "noise": noise}, continuous=("length", "noise"),
-                         **kwargs)
+                         periods={"angle": 180.0}, **kwargs)
         if (self.grid["length"] <= 0).any() or (self.grid["noise"] <= 0).any():
             raise ValueError("lengths and noise levels must be positive.")
 
@@ -230,8 +250,12 @@ class BoxInpaintingFamily(OperatorFamily):
         tops = range(h) if tops is None else tops
         lefts = range(w) if lefts is None else lefts
         super().__init__(img_size, {"size": sizes, "top": tops, "left": lefts, "noise": noise}, **kwargs)
-        if (self.grid["size"] < 1).any() or (self.grid["noise"] < 0).any():
-            raise ValueError("box sizes must be >= 1 and noise levels >= 0.")
+        for name, low in (("size", 1), ("top", 0), ("left", 0)):
+            v = self.grid[name]
+            if (v != v.round()).any() or (v < low).any():
+                raise ValueError(f"box {name}s must be integers >= {low}, got {v.tolist()}.")
+        if (self.grid["noise"] < 0).any():
+            raise ValueError("noise levels must be >= 0.")
         if fill_std < 0:
             raise ValueError("fill_std must be >= 0.")
         if fill_std == 0 and self.grid["size"].numel() > 1:
