@@ -53,6 +53,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from normalization import DATA, OUT, SPEC, config, evaluate, train_model  # noqa: E402
 
+from deepinv_energy.testing import measurement_posterior
 from deepinv_energy.data import load_images, mixture_energy  # noqa: E402
 from deepinv_energy.problems import to_denoising_problem  # noqa: E402
 
@@ -115,7 +116,7 @@ def evaluate_model(model, exact, x, seed: int = 0) -> dict:
         y = ax + 0.02 * torch.randn(ax.shape, generator=g, dtype=torch.float64)
         if isinstance(physics, dinv.physics.Inpainting):
             y = y * physics.mask  # deepinv masks the noise of inpainting too
-        inv = exact.measurement_posterior(y, physics).mean()
+        inv = measurement_posterior(exact, y, physics).mean()
         for lam_max in LAM_MAXES:
             res[(name, lam_max)] = one_problem(model, exact, x, y, physics, lam_max, inv)
     for s in (0.1, 0.2, 0.4):

@@ -12,10 +12,30 @@ import warnings
 
 import torch
 
-__all__ = ["Covariance", "hartley", "basis_transform", "pixel_variance", "check_image", "BASES"]
+__all__ = [
+    "Covariance",
+    "Basis",
+    "register_basis",
+    "get_basis",
+    "basis_names",
+    "hartley",
+    "to_basis",
+    "from_basis",
+    "basis_transform",
+    "pixel_variance",
+    "check_image",
+    "BASES",
+    "LAM_MIN",
+    "LAM_MAX",
+]
 
-#: Names of the supported bases.
-BASES = ("pixel", "hartley")
+#: The variance range of the package, the one place it is written: the smallest and largest noise
+#: variance of the training distribution (for images in [0, 1]: input PSNR 90 dB and -30 dB).
+#: Everything else (models' configs, the training distribution, the physics translation, the
+#: normalization constant) takes its default from here; a trained model records its own range in
+#: ``model.config.lam_min`` / ``lam_max``, which the samplers and ``EnergyMMSE`` follow.
+LAM_MIN = 1e-9
+LAM_MAX = 1e3
 
 #: Largest dimension for which :meth:`Covariance.dense` builds a matrix.
 MAX_DENSE_DIM = 4096
@@ -65,17 +85,105 @@ def hartley(x: torch.Tensor) -> torch.Tensor:
     return f.real - f.imag
 
 
-def basis_transform(x: torch.Tensor, basis: str) -> torch.Tensor:
-    r"""Coefficients :math:`V^\top x` of images in a basis. Both bases are symmetric involutions,
-    so the same call also maps coefficients back to images (:math:`V c`)."""
-    if basis == "pixel":
-        return x
-    if basis == "hartley":
-        return hartley(x)
-    raise ValueError(f"basis must be one of {BASES}, got {basis!r}.")
+class Basis:
+    r"""A fixed real orthonormal basis :math:`V` of images (B, C, H, W), acting on the last two axes.
+
+    Every module asks the registry (:func:`get_basis`) instead of comparing basis names, so a new
+    basis is one :func:`register_basis` call.
+
+    :param str name: registry key (stored in :class:`Covariance` and in model files).
+    :param callable forward: images -> coefficients, :math:`c = V^\top x`.
+    :param callable inverse: coefficients -> images, :math:`x = V c` (``None``: ``forward``, for a
+        symmetric involution such as the pixel and Hartley bases).
+    :param callable pixel_variance: variances :math:`v` per coefficient (..., H, W) -> per-pixel
+        variances :math:`\operatorname{diag}(V \operatorname{diag}(v) V^\top)`; ``None``: computed
+        with a dense basis matrix (small images only).
+    :param str description: one line for error messages and docs.
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_energy.covariance import get_basis
+    >>> b = get_basis("hartley")
+    >>> x = torch.randn(1, 1, 4, 4, dtype=torch.float64)
+    >>> bool(torch.allclose(b.inverse(b.forward(x)), x))
+    True
+    """
+
+    def __init__(self, name: str, forward, inverse=None, pixel_variance=None, description: str = ""):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a basis needs a non-empty string name, got {name!r}.")
+        self.name = name
+        self.forward = forward
+        self.inverse = forward if inverse is None else inverse
+        self._pixel_variance = pixel_variance
+        self.description = description
+
+    def pixel_variance(self, v: torch.Tensor) -> torch.Tensor:
+        r"""Per-pixel variances :math:`\operatorname{diag}(V \operatorname{diag}(v) V^\top)`, shape of ``v``."""
+        if self._pixel_variance is not None:
+            return self._pixel_variance(v)
+        shape = v.shape
+        h, w = shape[-2:]
+        if h * w > MAX_DENSE_DIM:
+            raise ValueError(f"basis {self.name!r} has no closed-form pixel variance; dense fallback needs H*W <= {MAX_DENSE_DIM}.")
+        eye = torch.eye(h * w, dtype=v.dtype, device=v.device).reshape(h * w, 1, h, w)
+        cols = self.inverse(eye).reshape(h * w, h * w)  # row k = basis vector k
+        return (v.reshape(-1, h * w) @ cols**2).reshape(shape)
+
+    def __repr__(self) -> str:
+        return f"Basis({self.name!r})"
 
 
-def pixel_variance(v: torch.Tensor, basis: str) -> torch.Tensor:
+_REGISTRY: dict = {}
+
+
+def register_basis(basis: Basis, overwrite: bool = False) -> Basis:
+    """Add a :class:`Basis` to the registry (``overwrite=True`` to replace one of the same name)."""
+    if not isinstance(basis, Basis):
+        raise TypeError(f"register_basis takes a Basis, got {type(basis).__name__}.")
+    if basis.name in _REGISTRY and not overwrite:
+        raise ValueError(f"a basis named {basis.name!r} is already registered.")
+    _REGISTRY[basis.name] = basis
+    return basis
+
+
+def basis_names() -> tuple:
+    """Names of the registered bases, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_basis(basis) -> Basis:
+    """The registered :class:`Basis` of a name (a :class:`Basis` is returned as is).
+
+    :raises ValueError: naming the registered bases.
+    """
+    if isinstance(basis, Basis):
+        return basis
+    try:
+        return _REGISTRY[basis]
+    except (KeyError, TypeError):
+        raise ValueError(f"basis must be one of {basis_names()}, got {basis!r}.") from None
+
+
+def to_basis(x: torch.Tensor, basis) -> torch.Tensor:
+    r"""Coefficients :math:`V^\top x` of images in a basis."""
+    return get_basis(basis).forward(x)
+
+
+def from_basis(c: torch.Tensor, basis) -> torch.Tensor:
+    r"""Images :math:`V c` from coefficients in a basis."""
+    return get_basis(basis).inverse(c)
+
+
+def basis_transform(x: torch.Tensor, basis) -> torch.Tensor:
+    r"""Coefficients :math:`V^\top x` of images in a basis (:func:`to_basis`). The pixel and Hartley
+    bases are symmetric involutions, so for them the same call also maps coefficients back to
+    images; for any other basis use :func:`from_basis`."""
+    return get_basis(basis).forward(x)
+
+
+def pixel_variance(v: torch.Tensor, basis) -> torch.Tensor:
     r"""Per-pixel variances :math:`\operatorname{diag}(V \operatorname{diag}(v) V^\top)` of a covariance diagonal in ``basis``.
 
     For the Hartley basis, :math:`V_{pk}^2 = (1 + \sin 2\theta_{pk}) / (HW)` with
@@ -84,16 +192,27 @@ def pixel_variance(v: torch.Tensor, basis: str) -> torch.Tensor:
     (unnormalized) 2-D DFT of :math:`v`: exact, one FFT.
 
     :param torch.Tensor v: (..., H, W) variances per coefficient.
-    :param str basis: ``"pixel"`` or ``"hartley"``.
+    :param str basis: a registered basis name (:func:`basis_names`).
     """
-    if basis == "pixel":
-        return v
+    return get_basis(basis).pixel_variance(v)
+
+
+def _hartley_pixel_variance(v: torch.Tensor) -> torch.Tensor:
     h, w = v.shape[-2:]
     f = torch.fft.fft2(v).imag
     i2 = (2 * torch.arange(h, device=v.device)) % h
     j2 = (2 * torch.arange(w, device=v.device)) % w
     f2 = f[..., i2, :][..., :, j2]
     return (v.sum(dim=(-2, -1), keepdim=True) - f2) / (h * w)
+
+
+register_basis(Basis("pixel", lambda x: x, pixel_variance=lambda v: v,
+                     description="identity: masks, inpainting, spatially varying noise"))
+register_basis(Basis("hartley", hartley, pixel_variance=_hartley_pixel_variance,
+                     description="orthonormal 2-D discrete Hartley transform per channel: circular blurs"))
+
+#: Names of the built-in bases (the registry may hold more: :func:`basis_names`).
+BASES = ("pixel", "hartley")
 
 
 class Covariance:
@@ -104,7 +223,8 @@ class Covariance:
     :math:`\lambda > 0` are stored as ``log_var``, one per coefficient, with the image's
     shape (B, C, H, W). A batch of images carries a batch of covariances.
 
-    :param str basis: ``"pixel"`` or ``"hartley"``.
+    :param str basis: a registered basis name: ``"pixel"``, ``"hartley"`` or one added with
+        :func:`register_basis`.
     :param torch.Tensor log_var: log-variances, shape (B, C, H, W), finite.
 
     :Examples:
@@ -120,8 +240,7 @@ class Covariance:
     """
 
     def __init__(self, basis: str, log_var: torch.Tensor):
-        if basis not in BASES:
-            raise ValueError(f"basis must be one of {BASES}, got {basis!r}.")
+        get_basis(basis)  # raises naming the registered bases
         _check_tensor(log_var, "log_var", allow_empty=True)
         if not torch.isfinite(log_var.detach()).all():
             raise ValueError("log_var must be finite (no NaN or inf).")
@@ -215,11 +334,11 @@ class Covariance:
     # ------------------------------------------------------------------ basis changes
     def to_basis(self, x: torch.Tensor) -> torch.Tensor:
         r"""Coefficients :math:`V^\top x` of images ``x`` in this covariance's basis."""
-        return basis_transform(x, self.basis)
+        return to_basis(x, self.basis)
 
     def from_basis(self, c: torch.Tensor) -> torch.Tensor:
         r"""Images :math:`V c` from coefficients ``c``."""
-        return basis_transform(c, self.basis)
+        return from_basis(c, self.basis)
 
     # ------------------------------------------------------------------ linear algebra
     def apply(self, x: torch.Tensor, power: float = 1.0) -> torch.Tensor:

@@ -10,10 +10,9 @@ import torch
 from deepinv.models import Reconstructor
 
 from ._checks import check_variance_range
-from .models.base import EnergyModel
+from .models.base import EnergyModel, check_model_shape, work_dtype
 from .problems import LAM_MAX, LAM_MIN, DenoisingProblem, check_supported, to_denoising_problem
 from .covariance import pixel_variance
-from .sampling.samplers import _check_model_shape, _work_dtype
 
 __all__ = ["EnergyMMSE", "MMSEOutput"]
 
@@ -148,6 +147,7 @@ class EnergyMMSE(Reconstructor):
             if not isinstance(v, Real) or isinstance(v, bool) or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v!r}.")
         check_variance_range(lam_min, lam_max)
+        _warn_outside_training(model, lam_min=lam_min, lam_max=lam_max)
         self.model = model
         self.lam_min, self.lam_max, self.fill = float(lam_min), float(lam_max), float(fill)
 
@@ -158,10 +158,10 @@ class EnergyMMSE(Reconstructor):
             raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}.")
         if not y.is_floating_point():
             raise TypeError(f"y must be a floating tensor, got {y.dtype}.")
-        work = _work_dtype(self.model, y)
+        work = work_dtype(self.model, y)
         problem = to_denoising_problem(y.to(work), physics, lam_min=self.lam_min, lam_max=self.lam_max,
                                        fill=self.fill)
-        _check_model_shape(self.model, problem.x_tilde.shape)
+        check_model_shape(self.model, problem.x_tilde.shape)
         return problem
 
     def moments(self, y: torch.Tensor, physics) -> MMSEOutput:
@@ -178,6 +178,9 @@ class EnergyMMSE(Reconstructor):
         basis = problem.cov.basis
         negative = (coef_var < 0).flatten(1).sum(1)
         var = pixel_variance(coef_var.clamp(min=0), basis).clamp(min=0)  # clamp: rounding of the FFT
+        if not (torch.isfinite(mean).all() and torch.isfinite(coef_var).all()):
+            raise FloatingPointError("the energy model's gradients are NaN/inf at this measurement: the weights may be "
+                                     "corrupt or the measurement far outside the model's range.")
         out = y.dtype
         return MMSEOutput(mean.detach().to(out), var.detach().to(out), coef_var.detach().to(out), basis, negative)
 
@@ -192,3 +195,19 @@ class EnergyMMSE(Reconstructor):
         """
         m = self.moments(y, physics)
         return (m.mean, m.std) if return_std else m.mean
+
+
+def _warn_outside_training(model, **variances) -> None:
+    """Warn when a variance setting lies outside the range the model was trained on
+    (``model.config.lam_min`` / ``lam_max``, for models that have a config)."""
+    import warnings
+
+    config = getattr(model, "config", None)
+    lo, hi = getattr(config, "lam_min", None), getattr(config, "lam_max", None)
+    if lo is None or hi is None:
+        return
+    for name, v in variances.items():
+        if not lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9):
+            warnings.warn(f"{name}={v:g} is outside the variance range the model was trained on "
+                          f"[{lo:g}, {hi:g}] (model.config): its energy there is an extrapolation and the estimate "
+                          f"is usually worse; keep {name} within the trained range.", stacklevel=3)

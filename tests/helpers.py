@@ -1,1 +1,1 @@
-from deepinv_energy.exactness import random_mixture  # noqa: F401  (the tests' shared mixture)
+from deepinv_energy.testing import random_mixture  # noqa: F401  (the tests' shared mixture)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from deepinv_energy import Covariance, hartley
-from deepinv_energy.models.gaussian import physics_matrix
+from deepinv_energy.problems import physics_matrix
 
 SHAPES = [(1, 4, 6), (2, 3, 5), (3, 4, 4)]
 

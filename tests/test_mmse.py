@@ -1,7 +1,7 @@
 r"""Exactness of the one-evaluation posterior mean and std (:class:`deepinv_energy.EnergyMMSE`).
 
 Reference: the exact Gaussian-mixture posterior computed densely in measurement space
-(``GaussianMixtureEnergy.measurement_posterior``), float64.
+(``deepinv_energy.testing.measurement_posterior``), float64.
 
 Tolerances. With the exact energy the only approximation is the finite ``lam_max`` (and the floor
 ``lam_min`` for noise-free coefficients): the translated posterior is the exact one conditioned on
@@ -25,6 +25,7 @@ import deepinv as dinv
 import pytest
 import torch
 
+from deepinv_energy.testing import measurement_posterior
 from deepinv_energy import (
     LAM_MAX as LAM_MAX_DEFAULT,
     LAM_MIN,
@@ -92,7 +93,7 @@ def setup(name, sigma, shape, seed=11):
     x = model.sample_prior(2, generator=torch.Generator().manual_seed(seed + 2))
     torch.manual_seed(seed + 3)
     y = physics(x)
-    return model, physics, x, y, model.measurement_posterior(y, physics)
+    return model, physics, x, y, measurement_posterior(model, y, physics)
 
 
 def hartley_matrix(shape):
@@ -138,7 +139,7 @@ def test_stationary_prior_blur_std_is_exact_and_constant():
     physics = dinv.physics.BlurFFT(shape, filter=k, noise_model=noise(0.05))
     torch.manual_seed(0)
     y = physics(prior.sample_prior(2, generator=torch.Generator().manual_seed(1)))
-    ref = prior.measurement_posterior(y, physics)
+    ref = measurement_posterior(prior, y, physics)
     mean, std = EnergyMMSE(prior, lam_max=LAM_MAX)(y, physics, return_std=True)
     exact = torch.diagonal(ref.covariance(), dim1=-2, dim2=-1).reshape(y.shape).sqrt()
     assert torch.allclose(mean, ref.mean(), atol=TOL)

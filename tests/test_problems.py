@@ -1,7 +1,7 @@
 r"""Exactness of the physics -> anisotropic denoising translation.
 
 Reference: the exact Gaussian-mixture posterior and evidence computed densely in measurement
-space (``GaussianMixtureEnergy.measurement_posterior``). Compared: the posterior of x given
+space (``deepinv_energy.testing.measurement_posterior``). Compared: the posterior of x given
 ``(x_tilde, cov)`` and the evidence ``-U(x_tilde, cov) + offset``.
 
 Tolerances. The only modelling approximation is the finite variance ``lam_max`` of the
@@ -20,6 +20,7 @@ import deepinv as dinv
 import pytest
 import torch
 
+from deepinv_energy.testing import measurement_posterior
 from deepinv_energy import UnsupportedPhysicsError, to_denoising_problem
 from helpers import random_mixture
 
@@ -102,7 +103,7 @@ def test_posterior_and_evidence_match_measurement_space(name, sigma, shape, batc
     torch.manual_seed(14)
     y = physics(x)
 
-    ref = model.measurement_posterior(y, physics)
+    ref = measurement_posterior(model, y, physics)
     problem = to_denoising_problem(y, physics, lam_max=LAM_MAX)
     got = model.posterior(problem.x_tilde, problem.cov)
 
@@ -122,7 +123,7 @@ def test_evidence_error_scales_with_lam_max():
     physics = make_physics("inpainting", shape, 1, 0.1, seed=22)
     torch.manual_seed(0)
     y = physics(model.sample_prior(2, generator=torch.Generator().manual_seed(1)))
-    ref = model.measurement_posterior(y, physics).log_evidence
+    ref = measurement_posterior(model, y, physics).log_evidence
     errs = [(to_denoising_problem(y, physics, lam_max=lm).log_evidence(model) - ref).abs() for lm in (1e2, 1e3, 1e4)]
     for a, c in zip(errs[:-1], errs[1:]):
         assert torch.allclose(a / c, torch.full_like(a, 10.0), rtol=0.1)

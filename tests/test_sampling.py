@@ -1,6 +1,6 @@
 r"""Exactness of the energy samplers against closed-form Gaussian-mixture posteriors.
 
-Reference: ``GaussianMixtureEnergy.measurement_posterior`` (exact, dense, in measurement space).
+Reference: ``deepinv_energy.testing.measurement_posterior`` (exact, dense, in measurement space).
 Each exactness test draws n chains per measurement in ONE batched run (y repeated), for a batch
 of B = 2 measurements with per-element masks / kernels / noise levels, in float64.
 
@@ -36,12 +36,12 @@ from deepinv_energy.sampling import (
     pixel_variance,
 )
 from helpers import random_mixture
-from deepinv_energy.exactness import ADAPTIVE_CASE as ADAPTIVE_EXACT
-from deepinv_energy.exactness import SAMPLER_CASES as CASES
-from deepinv_energy.exactness import bimodal_problem, gaussian_kl, mode_weights, moment_z
-from deepinv_energy.exactness import level_target as _level_target
-from deepinv_energy.exactness import mixture_problem as build
-from deepinv_energy.exactness import tweedie_extra_var as extra_var
+from deepinv_energy.testing import ADAPTIVE_CASE as ADAPTIVE_EXACT
+from deepinv_energy.testing import SAMPLER_CASES as CASES
+from deepinv_energy.testing import bimodal_problem, gaussian_kl, mode_weights, moment_z
+from deepinv_energy.testing import level_target as _level_target
+from deepinv_energy.testing import mixture_problem as build
+from deepinv_energy.testing import tweedie_extra_var as extra_var
 
 DT = torch.float64
 Z_MAX = 4.5
@@ -70,7 +70,7 @@ def assert_matches(out, ref, z_max=Z_MAX):
 
 # ---------------------------------------------------------------------------------------- exactness
 # CASES (every physics, both predictors, with and without MH) and ADAPTIVE_EXACT: the
-# configurations of deepinv_energy.exactness, measured by the benchmark's section 1 too.
+# configurations of deepinv_energy.testing, measured by the benchmark's section 1 too.
 @pytest.mark.parametrize("name,shape,factory,label", CASES, ids=[c[0] for c in CASES])
 def test_posterior_moments_match_exact(name, shape, factory, label):
     model, physics, y, ref = build(name, shape)

@@ -6,7 +6,7 @@ import torch
 from deepinv.physics.functional import gaussian_blur
 
 from deepinv_energy import GaussianEnergy
-from deepinv_energy.exactness import moment_z, random_mixture, split_gibbs_target, tweedie_extra_var
+from deepinv_energy.testing import moment_z, random_mixture, split_gibbs_target, tweedie_extra_var
 from deepinv_energy.sampling import SplitGibbsSampler, geometric_schedule
 
 DT = torch.float64

@@ -162,7 +162,7 @@ def test_coefficient_entry_point_equals_the_image_path(basis, input_scale):
     energy_and_grads with the gradient in the basis, to float64 rounding; and the default
     implementation of EnergyModel (a closed-form mixture) agrees too."""
     from deepinv_energy.covariance import basis_transform
-    from deepinv_energy.exactness import random_mixture
+    from deepinv_energy.testing import random_mixture
 
     g = torch.Generator().manual_seed(3)
     y = torch.rand(3, 1, 8, 8, generator=g, dtype=torch.float64)

@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from ..covariance import Covariance, basis_transform, check_image  # check_image: re-exported (its home is covariance.py)
+from ..covariance import Covariance, check_image, from_basis, to_basis  # check_image: re-exported (its home is covariance.py)
 
-__all__ = ["EnergyModel", "bits_per_dim", "check_image", "posterior_variance", "work_dtype"]
+__all__ = ["EnergyModel", "bits_per_dim", "check_image", "check_model_shape", "posterior_variance", "work_dtype"]
 
 
 def posterior_variance(lam: torch.Tensor, gc: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -50,6 +50,42 @@ def work_dtype(model, like: torch.Tensor) -> torch.dtype:
     return like.dtype
 
 
+def check_model_shape(model, shape) -> None:
+    """Raise a clear error unless images of batch shape ``shape`` (B, C, H, W) suit ``model``.
+
+    A model with a fixed ``image_shape`` (C, H, W) takes only that; a size-free model
+    (``image_shape`` None, e.g. a fully convolutional :class:`~deepinv_energy.EnergyUNet`) takes
+    any height and width its ``accepts_shape`` allows.
+    """
+    expected = getattr(model, "image_shape", None)
+    if expected is not None and tuple(expected) != tuple(shape[1:]):
+        raise ValueError(
+            f"the energy model works on images of shape {tuple(expected)}, but the problem's images have "
+            f"shape {tuple(shape[1:])}."
+        )
+    accepts = getattr(model, "accepts_shape", None)
+    if expected is None and accepts is not None:
+        accepts(tuple(shape[1:]))
+
+
+def _finite_energy(energy):
+    """Wrap a subclass's ``energy`` so that a NaN/inf energy raises ``FloatingPointError`` (as the
+    samplers do) instead of flowing silently into denoisers, evidences and metrics."""
+    import functools
+
+    @functools.wraps(energy)
+    def checked(self, y, cov, *args, **kwargs):
+        u = energy(self, y, cov, *args, **kwargs)
+        if not torch.isfinite(u.detach()).all():
+            bad = int((~torch.isfinite(u.detach())).sum())
+            raise FloatingPointError(
+                f"{type(self).__name__}.energy returned NaN/inf for {bad} of {u.numel()} images: the weights may be "
+                "corrupt (reload them from a file with checksums) or the input is far outside the model's range.")
+        return u
+
+    return checked
+
+
 class EnergyModel(torch.nn.Module):
     r"""Energy :math:`U(y, \Sigma) \approx -\log p_\Sigma(y)` of noisy images.
 
@@ -84,6 +120,11 @@ class EnergyModel(torch.nn.Module):
     def energy(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
         """Energy :math:`U(y, \\Sigma)` in nats, shape (B,)."""
         raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "energy" in cls.__dict__:  # every implementation raises FloatingPointError on a non-finite energy
+            cls.energy = _finite_energy(cls.__dict__["energy"])
 
     def forward(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
         return self.energy(y, cov)
@@ -133,11 +174,11 @@ class EnergyModel(torch.nn.Module):
         models that work in coefficients anyway override it (:class:`~deepinv_energy.EnergyUNet`).
 
         :param torch.Tensor c: (B, C, H, W) coefficients.
-        :param str basis: ``"pixel"`` or ``"hartley"``.
+        :param str basis: a registered basis name (see :func:`deepinv_energy.covariance.basis_names`).
         :param torch.Tensor log_var: (B, C, H, W) log-variances of the covariance, same basis.
         """
-        u, g, h = self.energy_and_grads(basis_transform(c, basis), Covariance.trusted(basis, log_var))
-        return u, basis_transform(g, basis), h
+        u, g, h = self.energy_and_grads(from_basis(c, basis), Covariance.trusted(basis, log_var))
+        return u, to_basis(g, basis), h
 
     def grads(self, y: torch.Tensor, cov: Covariance, create_graph: bool = False):
         r""":math:`(g, h) = (\nabla_y U, \partial U/\partial \log\lambda)`."""

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..covariance import Covariance, basis_transform, check_image
-from ..problems import noise_std, physics_matrix  # physics_matrix: re-exported (its home is problems.py)
+from ..covariance import Covariance, check_image, to_basis
 from .base import EnergyModel
 
-__all__ = ["GaussianMixtureEnergy", "GaussianEnergy", "MixturePosterior"]
+__all__ = ["GaussianMixtureEnergy", "GaussianEnergy", "MixturePosterior", "linear_gaussian_posterior"]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -81,7 +80,7 @@ def _symmetrize(m: torch.Tensor) -> torch.Tensor:
     return 0.5 * (m + m.transpose(-1, -2))
 
 
-def _linear_gaussian_posterior(log_w, mus, covs, a, y, noise_cov):
+def linear_gaussian_posterior(log_w, mus, covs, a, y, noise_cov):
     r"""Exact posterior of the mixture prior under :math:`y = A x + n`, :math:`n \sim \mathcal{N}(0, R)`.
 
     :param log_w: (K,) prior log-weights; ``mus`` (K, d); ``covs`` (K, d, d).
@@ -156,13 +155,10 @@ class GaussianMixtureEnergy(EnergyModel):
     def _in_basis(self, basis: str, like: torch.Tensor):
         """Means (K, d) and covariances (K, d, d) in a basis, cast like ``like``."""
         k, d = self.means.shape[0], self.dim
-        mus = basis_transform(self.means, basis).reshape(k, d)
-        if basis == "pixel":
-            covs = self.covs
-        else:
-            v = Covariance(basis, torch.zeros(1, *self.image_shape, dtype=self.covs.dtype,
-                                              device=self.covs.device)).basis_matrix()
-            covs = v.T @ self.covs @ v
+        mus = to_basis(self.means, basis).reshape(k, d)
+        v = Covariance(basis, torch.zeros(1, *self.image_shape, dtype=self.covs.dtype,
+                                          device=self.covs.device)).basis_matrix()
+        covs = v.T @ self.covs @ v  # V^T C V (exact for the pixel basis, V = I)
         return mus.to(like), covs.to(like)
 
     def _check(self, y: torch.Tensor, cov: Covariance):
@@ -231,44 +227,10 @@ class GaussianMixtureEnergy(EnergyModel):
         b, d = y.shape[0], self.dim
         eye = torch.eye(d, dtype=y.dtype, device=y.device).expand(b, d, d)
         mus = self.means.reshape(-1, d).to(y)
-        out = _linear_gaussian_posterior(
+        out = linear_gaussian_posterior(
             self.log_weights.to(y), mus, self.covs.to(y), eye, y.reshape(b, d), cov.dense()
         )
         return MixturePosterior(*out, image_shape=self.image_shape)
-
-    def measurement_posterior(self, y: torch.Tensor, physics) -> MixturePosterior:
-        r"""Exact posterior and evidence for :math:`y = A x + \sigma n` with a deepinv physics.
-
-        Computed densely in measurement space (no change of basis), as the reference the
-        energy path is tested against. The physics' noise model must be Gaussian (or zero).
-        Entries where :math:`A` has a zero row and :math:`y` is exactly zero (noise-free
-        measurements, or inpainting, whose noise deepinv masks too) carry no information and
-        are left out: the evidence is the density of the other entries.
-
-        :param torch.Tensor y: measurements.
-        :param deepinv.physics.LinearPhysics physics: the forward model.
-        """
-        b = y.shape[0]
-        dt, dev = y.dtype, y.device
-        a = physics_matrix(physics, self.image_shape, b, dtype=dt, device=dev)
-        yv = y.reshape(b, -1)
-        sigma = noise_std(physics, b, dtype=dt, device=dev)
-        log_ws, means, covs, evid = [], [], [], []
-        for i in range(b):  # rows kept may differ per element when noise-free
-            ai, yi = a[i], yv[i]
-            # rows where A vanishes and y is exactly 0 measured nothing (noise-free, or
-            # inpainting, where deepinv masks the noise too): condition on the other rows.
-            keep = (ai.abs().sum(1) > 0) | (yi != 0)
-            ai, yi = ai[keep], yi[keep]
-            r = sigma[i] ** 2 * torch.eye(ai.shape[0], dtype=dt, device=dev)
-            lw, mu, cv, ev = _linear_gaussian_posterior(
-                self.log_weights.to(y), self.means.reshape(-1, self.dim).to(y), self.covs.to(y),
-                ai[None], yi[None], r[None],
-            )
-            log_ws.append(lw), means.append(mu), covs.append(cv), evid.append(ev)
-        return MixturePosterior(
-            torch.cat(log_ws), torch.cat(means), torch.cat(covs), torch.cat(evid), self.image_shape
-        )
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` clean images drawn from the mixture, shape (n, C, H, W)."""

@@ -33,7 +33,7 @@ from deepinv.sampling import BaseSampling, SamplingIterator
 
 from .._checks import check_variance_range
 from ..covariance import Covariance
-from ..models.base import work_dtype
+from ..models.base import check_model_shape, work_dtype
 from ..problems import LAM_MAX, LAM_MIN, DenoisingProblem, to_denoising_problem
 from .engine import Chains, SamplerDiagnostics, SamplerOutput, run
 from .schedules import AdaptiveSchedule, FixedSchedule, check_schedule, geometric_schedule
@@ -68,18 +68,6 @@ def _positive(name, v, allow_none=False, integer=False, zero_ok=False):
     if not isinstance(v, Real) or isinstance(v, bool) or not math.isfinite(v) or v < 0 or (v == 0 and not zero_ok):
         raise ValueError(f"{name} must be a {'non-negative' if zero_ok else 'positive'} finite number, got {v!r}.")
     return float(v)
-
-
-_work_dtype = work_dtype
-
-
-def _check_model_shape(model, shape):
-    expected = getattr(model, "image_shape", None)
-    if expected is not None and tuple(expected) != tuple(shape[1:]):
-        raise ValueError(
-            f"the energy model works on images of shape {tuple(expected)}, but the problem's images have "
-            f"shape {tuple(shape[1:])}."
-        )
 
 
 def _generator(seed, generator, device) -> torch.Generator:
@@ -226,9 +214,9 @@ class EnergySamplingIterator(SamplingIterator):
         if not y.is_floating_point():
             raise TypeError(f"y must be a floating tensor, got {y.dtype}.")
         st = self.settings
-        work = _work_dtype(model, y)
+        work = work_dtype(model, y)
         problem = to_denoising_problem(y.to(work), physics, lam_min=st.lam_min, lam_max=st.lam_max, fill=st.fill)
-        _check_model_shape(model, problem.x_tilde.shape)
+        check_model_shape(model, problem.x_tilde.shape)
         return problem
 
     def unconditional_problem(self, model, image_shape) -> DenoisingProblem:
@@ -236,7 +224,7 @@ class EnergySamplingIterator(SamplingIterator):
         shape = tuple(image_shape)
         if len(shape) != 3 or not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in shape):
             raise ValueError(f"image_shape must be (C, H, W) with positive integers, got {image_shape!r}.")
-        _check_model_shape(model, (1, *shape))
+        check_model_shape(model, (1, *shape))
         tensors = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()]
         dt = tensors[0].dtype if tensors else torch.get_default_dtype()
         dev = tensors[0].device if tensors else torch.device("cpu")
@@ -614,7 +602,10 @@ class MALASampler(PredictorCorrectorSampler):
     .. math::
 
         \log a = \frac{\log\pi_k(y') - \log\pi_k(y)}{T} + \log q(y \mid y') - \log q(y' \mid y),
-        \qquad q(y' \mid y) = \mathcal{N}\big(y';\, y + \eta(y) P \nabla\log\pi_k(y),\, 2\eta(y) T P\big),
+
+    .. math::
+
+        q(y' \mid y) = \mathcal{N}\big(y';\, y + \eta(y) P \nabla\log\pi_k(y),\, 2\eta(y) T P\big),
 
     where :math:`\log\pi_k(y) = -U(y, \Lambda_k) - \tfrac12 \sum_{i\ \mathrm{free,\ obs}}
     (\tilde x - y)_i^2 / (\lambda^{\mathrm{obs}}_i - \Lambda_{k,i})` uses the energy *values*
@@ -628,11 +619,14 @@ class MALASampler(PredictorCorrectorSampler):
     >>> import torch, deepinv as dinv
     >>> from deepinv_energy import GaussianEnergy
     >>> from deepinv_energy.sampling import MALASampler
-    >>> model = GaussianEnergy(torch.zeros(1, 1, 2, 2, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
-    >>> mask = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]], dtype=torch.float64)
-    >>> physics = dinv.physics.Inpainting((1, 2, 2), mask=mask, noise_model=dinv.physics.GaussianNoise(0.1))
+    >>> f64 = torch.float64
+    >>> model = GaussianEnergy(torch.zeros(1, 1, 2, 2, dtype=f64), torch.eye(4, dtype=f64))
+    >>> mask = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]], dtype=f64)
+    >>> noise = dinv.physics.GaussianNoise(0.1)
+    >>> physics = dinv.physics.Inpainting((1, 2, 2), mask=mask, noise_model=noise)
     >>> sampler = MALASampler(model, n_levels=20, n_corrector=2, snr=0.3)
-    >>> out = sampler.draw(torch.ones(1, 1, 2, 2, dtype=torch.float64) * mask, physics, n=500, seed=1)
+    >>> y = torch.ones(1, 1, 2, 2, dtype=f64) * mask
+    >>> out = sampler.draw(y, physics, n=500, seed=1)
     >>> float(sampler.diagnostics.acceptance_rate.mean()) > 0.5
     True
     """

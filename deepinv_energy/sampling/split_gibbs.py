@@ -41,6 +41,7 @@ from deepinv.optim.linear import conjugate_gradient
 from tqdm import tqdm
 
 from .._checks import check_number
+from ..models.base import check_model_shape, work_dtype
 from ..problems import noise_std, to_denoising_problem
 from .engine import SamplerDiagnostics, SamplerOutput
 from .samplers import (
@@ -48,9 +49,7 @@ from .samplers import (
     PredictorCorrectorIterator,
     SamplerSettings,
     _EnergySampler,
-    _check_model_shape,
     _split,
-    _work_dtype,
 )
 from .schedules import check_schedule, geometric_schedule
 
@@ -168,12 +167,12 @@ class SplitGibbsIterator(EnergySamplingIterator):
             raise TypeError(f"y must be a floating torch.Tensor, got {type(y).__name__}.")
         if not torch.isfinite(y).all():
             raise ValueError("y must be finite.")
-        y = y.to(_work_dtype(model, y))
+        y = y.to(work_dtype(model, y))
         noise_var = noise_std(physics, y.shape[0], dtype=y.dtype, device=y.device) ** 2
         shape = tuple(physics.A_adjoint(y).shape)
         if len(shape) != 4:
             raise ValueError(f"physics.A_adjoint(y) must be images (B, C, H, W), got shape {shape}.")
-        _check_model_shape(model, shape)
+        check_model_shape(model, shape)
         return _Measurement(y, physics, noise_var.clamp(min=self.lam_min), shape[1:])
 
     def unconditional_problem(self, model, image_shape):
@@ -342,6 +341,7 @@ class SplitGibbsSampler(_EnergySampler):
     >>> import torch, deepinv as dinv
     >>> from deepinv_energy import GaussianEnergy
     >>> from deepinv_energy.sampling import SplitGibbsSampler
+    >>> from deepinv_energy.testing import measurement_posterior
     >>> model = GaussianEnergy(torch.zeros(1, 1, 2, 2, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
     >>> physics = dinv.physics.CompressedSensing(m=3, img_size=(1, 2, 2), dtype=torch.float64,
     ...     noise_model=dinv.physics.GaussianNoise(0.1), rng=torch.Generator().manual_seed(0))
@@ -350,7 +350,7 @@ class SplitGibbsSampler(_EnergySampler):
     >>> out = sampler.draw(y, physics, n=500, seed=0)
     >>> out.x.shape
     torch.Size([500, 1, 1, 2, 2])
-    >>> post = model.measurement_posterior(y, physics)  # exact
+    >>> post = measurement_posterior(model, y, physics)  # exact
     >>> bool((out.mean() - post.mean()).abs().max() < 0.05)
     True
     >>> sampler.diagnostics.rho.shape  # one entry per sweep

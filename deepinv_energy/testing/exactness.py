@@ -2,13 +2,13 @@ r"""Closed-form reference problems and moment statistics for exactness checks of
 
 The tools of the package's exactness tests and of ``benchmarks/sampler_exactness.py``: random
 Gaussian-mixture priors (whose posteriors under every supported physics are exact, see
-:meth:`~deepinv_energy.GaussianMixtureEnergy.measurement_posterior`), batches of measurements with
+:func:`measurement_posterior`), batches of measurements with
 per-element physics parameters, and statistics comparing draws with an exact posterior (max
 :math:`|z|` of the moments, KL divergence of the Gaussian fits).
 
 :Examples:
 
->>> from deepinv_energy.exactness import mixture_problem, moment_z
+>>> from deepinv_energy.testing import mixture_problem, moment_z
 >>> model, physics, y, ref = mixture_problem("denoising", (1, 2, 2))
 >>> xs = ref.sample(4000, generator=__import__("torch").Generator().manual_seed(0))[:, 0].reshape(4000, -1)
 >>> z_mean, z_cov = moment_z(xs, ref.mean()[0].reshape(-1), ref.covariance()[0])
@@ -23,13 +23,49 @@ import math
 import deepinv as dinv
 import torch
 
-from .covariance import Covariance
-from .models.gaussian import GaussianMixtureEnergy, MixturePosterior, _linear_gaussian_posterior
-from .problems import noise_std, physics_matrix
-from .sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler
+from ..covariance import Covariance
+from ..models.gaussian import GaussianMixtureEnergy, MixturePosterior, linear_gaussian_posterior
+from ..problems import noise_std, physics_matrix
+from ..sampling import AdaptiveSampler, MALASampler, PredictorCorrectorSampler
 
-__all__ = ["random_mixture", "mixture_problem", "bimodal_problem", "mode_weights", "level_target", "split_gibbs_target", "moment_z", "gaussian_kl", "tweedie_extra_var",
+__all__ = ["measurement_posterior", "random_mixture", "mixture_problem", "bimodal_problem", "mode_weights", "level_target", "split_gibbs_target", "moment_z", "gaussian_kl", "tweedie_extra_var",
            "PHYSICS_CASES", "SAMPLER_CASES", "ADAPTIVE_CASE"]
+
+def measurement_posterior(model: GaussianMixtureEnergy, y: torch.Tensor, physics) -> MixturePosterior:
+    r"""Exact posterior and evidence for :math:`y = A x + \sigma n` with a deepinv physics.
+
+    Computed densely in measurement space (no change of basis), as the reference the
+    energy path is tested against. The physics' noise model must be Gaussian (or zero).
+    Entries where :math:`A` has a zero row and :math:`y` is exactly zero (noise-free
+    measurements, or inpainting, whose noise deepinv masks too) carry no information and
+    are left out: the evidence is the density of the other entries.
+
+    :param GaussianMixtureEnergy model: the prior (a Gaussian mixture, or a Gaussian).
+:param torch.Tensor y: measurements.
+    :param deepinv.physics.LinearPhysics physics: the forward model.
+    """
+    b = y.shape[0]
+    dt, dev = y.dtype, y.device
+    a = physics_matrix(physics, model.image_shape, b, dtype=dt, device=dev)
+    yv = y.reshape(b, -1)
+    sigma = noise_std(physics, b, dtype=dt, device=dev)
+    log_ws, means, covs, evid = [], [], [], []
+    for i in range(b):  # rows kept may differ per element when noise-free
+        ai, yi = a[i], yv[i]
+        # rows where A vanishes and y is exactly 0 measured nothing (noise-free, or
+        # inpainting, where deepinv masks the noise too): condition on the other rows.
+        keep = (ai.abs().sum(1) > 0) | (yi != 0)
+        ai, yi = ai[keep], yi[keep]
+        r = sigma[i] ** 2 * torch.eye(ai.shape[0], dtype=dt, device=dev)
+        lw, mu, cv, ev = linear_gaussian_posterior(
+            model.log_weights.to(y), model.means.reshape(-1, model.dim).to(y), model.covs.to(y),
+            ai[None], yi[None], r[None],
+        )
+        log_ws.append(lw), means.append(mu), covs.append(cv), evid.append(ev)
+    return MixturePosterior(
+        torch.cat(log_ws), torch.cat(means), torch.cat(covs), torch.cat(evid), model.image_shape
+    )
+
 
 #: physics names of :func:`mixture_problem`.
 PHYSICS_CASES = ("denoising", "inpainting", "inpainting-noiseless", "blur", "decimation")
@@ -104,7 +140,7 @@ def mixture_problem(name: str, shape, seed: int = 3):
     x = model.sample_prior(b, generator=torch.Generator().manual_seed(seed + 2))
     torch.manual_seed(seed + 3)
     y = physics(x)
-    return model, physics, y, model.measurement_posterior(y, physics)
+    return model, physics, y, measurement_posterior(model, y, physics)
 
 
 def bimodal_problem():
@@ -117,7 +153,7 @@ def bimodal_problem():
     model = random_mixture((1, 5, 5), k=3, seed=0)
     physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(0.3))
     y = 0.5 * (model.means[0] + model.means[1]).reshape(1, 1, 5, 5)
-    return model, physics, y, model.measurement_posterior(y, physics)
+    return model, physics, y, measurement_posterior(model, y, physics)
 
 
 def mode_weights(posterior, x: torch.Tensor, i: int = 0) -> torch.Tensor:
@@ -168,7 +204,7 @@ def split_gibbs_target(model: GaussianMixtureEnergy, y: torch.Tensor, physics, r
     sigma = noise_std(physics, b, dtype=dt, device=dev)
     eye = torch.eye(a.shape[1], dtype=dt, device=dev)
     noise_cov = sigma.reshape(-1, 1, 1) ** 2 * eye + rho**2 * a @ a.transpose(-1, -2)
-    out = _linear_gaussian_posterior(model.log_weights.to(y), model.means.reshape(-1, model.dim).to(y),
+    out = linear_gaussian_posterior(model.log_weights.to(y), model.means.reshape(-1, model.dim).to(y),
                                      model.covs.to(y), a, y.reshape(b, -1), noise_cov)
     return MixturePosterior(*out, image_shape=model.image_shape)
 
