@@ -126,6 +126,24 @@ def test_blur_families_are_deepinv_physics(family):
     assert torch.allclose(lam[~observed], torch.tensor(100.0, dtype=torch.float64), rtol=1e-5)
 
 
+def test_blur_noise_level_is_a_variance():
+    """The noise of a blur family is drawn as a variance: at the DC coefficient (|K(0)| = 1) the
+    covariance is the noise variance s^2 itself, log-uniform on [lam_min, lam_max] with p_useful = 0
+    (mean and standard deviation of the log-variance (lo + hi) / 2 and (hi - lo) / sqrt(12), nothing
+    at the clamps); and the physics' sigma is its square root. A sigma of exp(log_var) (the level
+    taken as a standard deviation) doubles the log-variances: 50 % of them clamped."""
+    lo, hi, n = math.log(1e-9), math.log(1e3), 3000
+    for family in ("gaussian_blur", "defocus_blur"):
+        dist = CovarianceDistribution(families=[family], p_useful=0.0)
+        dc = dist.sample(n, (1, 8, 8), generator=torch.Generator().manual_seed(0))[0].log_var[:, 0, 0, 0].double()
+        assert ((dc <= lo + 1e-4) | (dc >= hi - 1e-4)).double().mean() < 0.01
+        assert abs(dc.mean().item() - (lo + hi) / 2) < 4 * (hi - lo) / math.sqrt(12 * n)
+        assert abs(dc.std().item() / ((hi - lo) / math.sqrt(12)) - 1) < 0.05
+        physics = dist.blur_physics(family, n, 8, 8, torch.Generator().manual_seed(1))
+        log_s2 = 2 * torch.log(physics.noise_model.sigma.double())
+        assert log_s2.min() >= lo - 1e-4 and log_s2.max() <= hi + 1e-4
+
+
 # ---------------------------------------------------------------------------- loss
 class _FullGaussian(EnergyModel):
     """-log N(y; m, S + Sigma) with dense float64 algebra (the exact energy of Gaussian data)."""
@@ -412,6 +430,63 @@ def test_resume_with_a_changed_schedule(tmp_path):
     assert load_checkpoint(str(run / "checkpoint.pt"))["config"]["w_cov"] == 0.5
     again = Trainer(_tiny_cfg(run, lr=2e-3, w_cov=0.5))  # the new values are now the run's
     assert again.try_resume() and again.step == 6
+
+
+def test_resume_with_a_changed_lr_trains_with_the_new_lr(tmp_path):
+    """After a resume with a changed lr (allow_config_change), the optimizer steps with the NEW lr
+    times the schedule, the value changes.log records (the optimizer's state holds the old one)."""
+    from deepinv_energy.training.trainer import lr_factor
+
+    run = tmp_path / "run"
+    train(_tiny_cfg(run, steps=8, warmup=2), max_steps=3, progress=False)
+    cfg = _tiny_cfg(run, steps=8, warmup=2, lr=5e-3, allow_config_change=True)
+    tr = Trainer(cfg)
+    tr.start(resume=True)
+    assert "lr: 0.001 -> 0.005" in (run / "changes.log").read_text()
+    seen = [tr.train_step()["lr"] for _ in range(2)]
+    assert seen == pytest.approx([5e-3 * lr_factor(cfg, s) for s in (3, 4)], rel=1e-12)
+    assert tr.opt.param_groups[0]["lr"] == pytest.approx(5e-3 * lr_factor(cfg, 5), rel=1e-12)
+
+
+def test_ema_warmup(tmp_path):
+    """EMA after step t: ema_t = ema_(t-1) + (1 - d_t) (w_t - ema_(t-1)) with the warmed-up decay
+    d_t = min(ema_decay, (1 + t) / (10 + t)) (2/11 after the first step, not ema_decay = 0.9),
+    starting from the initial weights; buffers follow the model."""
+    tr = Trainer(_tiny_cfg(tmp_path, ema_decay=0.9, steps=40))
+    tr.start()
+    ema = {k: v.double().clone() for k, v in tr.model.state_dict().items()}
+    params = {k for k, _ in tr.model.named_parameters()}
+    for t in range(1, 4):
+        tr.train_step()
+        d = min(0.9, (1 + t) / (10 + t))
+        for k, w in tr.model.state_dict().items():
+            ema[k] = ema[k] + (1 - d) * (w.double() - ema[k]) if k in params else w.double()
+    for k, v in tr.ema.state_dict().items():
+        torch.testing.assert_close(v.double(), ema[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_trainer_draws_unobserved_regions(tmp_path, monkeypatch):
+    """TrainConfig.p_unobserved reaches the covariances the trainer trains on: with p_unobserved = 1
+    every box covariance of a training batch has lam_max inside its box (without it, ~never)."""
+    from deepinv_energy.training import trainer as trainer_module
+
+    seen = []
+    loss_fn = trainer_module.covariance_score_matching_loss
+
+    def spy(model, x, covs, **kw):
+        seen.extend(covs if isinstance(covs, list) else [covs])
+        return loss_fn(model, x, covs, **kw)
+
+    monkeypatch.setattr(trainer_module, "covariance_score_matching_loss", spy)
+    for p, expected in ((1.0, 1.0), (0.0, 0.0)):
+        seen.clear()
+        tr = Trainer(_tiny_cfg(tmp_path / str(p), families=["box"], p_unobserved=p, lam_max=1e3))
+        tr.start()
+        for _ in range(3):
+            tr.train_step()
+        lv = torch.cat([c.log_var for c in seen]).flatten(1)
+        assert lv.shape[0] == 3 * 8
+        assert (lv >= math.log(1e3) - 1e-5).any(1).double().mean().item() == expected
 
 
 @pytest.mark.parametrize("field, value, match", [
