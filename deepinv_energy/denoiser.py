@@ -51,7 +51,11 @@ class EnergyDenoiser(Denoiser):
         cov = _isotropic(x, sigma, self.lam_min)
         create_graph = torch.is_grad_enabled() and x.requires_grad
         work = work_dtype(self.model, x)  # float64/float16 input: computed in the model's dtype, returned in x's
-        return self.model.denoise(x.to(work), cov.to(work), create_graph=create_graph).to(x.dtype)
+        out = self.model.denoise(x.to(work), cov.to(work), create_graph=create_graph)
+        if not torch.isfinite(out.detach()).all():
+            raise FloatingPointError("the energy model's denoiser returned NaN/inf: the weights may be corrupt or "
+                                     "the input is far outside the model's range.")
+        return out.to(x.dtype)
 
 
 class UNetDenoiser(Denoiser):

@@ -336,3 +336,65 @@ def test_bundled_model_is_normalized(bundled):
         u = model.energy(deq, Covariance.isotropic(1e-6, deq)).double()
     bits = (u / (x[0].numel() * math.log(2)) + 8).mean().item()
     assert abs(bits - 3.713) < 3 * math.hypot(0.143, 0.039), bits
+
+
+# ---------------------------------------------------------------- non-finite model outputs, trained ranges
+def _nan_unet():
+    from deepinv_energy import EnergyUNet
+
+    net = EnergyUNet(channels=1, height=8, width_px=8, base_channels=8, mult=(1, 2))
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))  # one corrupt tensor poisons every output
+    return net
+
+
+def _nan_entry_points():
+    from deepinv_energy import BlindEstimator, DenoisingFamily, EnergyMMSE
+
+    y = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(0))
+    physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(0.1))
+    return {
+        "energy": lambda m: m.energy(y, Covariance.isotropic(0.01, y)),
+        "denoise": lambda m: m.denoise(y, Covariance.isotropic(0.01, y)),
+        "EnergyDenoiser": lambda m: EnergyDenoiser(m)(y, 0.1),
+        "EnergyPrior.fn": lambda m: EnergyPrior(m).fn(y),
+        "EnergyPrior.grad": lambda m: EnergyPrior(m).grad(y),
+        "EnergyMMSE": lambda m: EnergyMMSE(m)(y, physics),
+        "blind": lambda m: BlindEstimator(m, DenoisingFamily(SHAPE, noise=[0.05, 0.1])).posterior(y),
+    }
+
+
+@pytest.mark.parametrize("entry", sorted(_nan_entry_points()))
+def test_non_finite_model_outputs_raise(entry):
+    """A model whose outputs are NaN (corrupt weights) raises FloatingPointError at every public
+    entry point, as the samplers do, instead of returning NaN."""
+    with pytest.raises(FloatingPointError, match="NaN"):
+        _nan_entry_points()[entry](_nan_unet())
+
+
+def test_finite_model_passes_the_check():
+    net = _nan_unet()
+    with torch.no_grad():
+        next(net.parameters()).zero_()
+    for name, call in _nan_entry_points().items():
+        call(net)  # no error
+
+
+@pytest.mark.parametrize("setting,warns", [({}, False), ({"lam_max": 1e6}, True), ({"lam_min": 1e-12}, True),
+                                            ({"lam_max": 10.0}, False)])
+def test_mmse_warns_outside_the_trained_variance_range(setting, warns):
+    """EnergyMMSE warns when lam_min/lam_max leave [model.config.lam_min, model.config.lam_max];
+    a model without a config (closed form) never warns."""
+    import warnings
+
+    from deepinv_energy import EnergyMMSE, EnergyUNet
+
+    net = EnergyUNet(channels=1, height=8, width_px=8, base_channels=8, mult=(1, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        EnergyMMSE(net, **setting)
+        EnergyMMSE(GaussianEnergy(torch.zeros(1, *SHAPE), torch.eye(64)), **setting)
+    msgs = [str(w.message) for w in caught if "trained" in str(w.message)]
+    assert len(msgs) == (1 if warns else 0), msgs
+    if warns:
+        assert next(iter(setting)) in msgs[0]
