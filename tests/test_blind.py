@@ -369,3 +369,106 @@ def test_families_are_deepinv_physics_generators(family):
     assert torch.allclose(physics.A(x), ref.A(x), atol=1e-12)
     if not isinstance(family, BoxInpaintingFamily):
         assert torch.equal(physics.noise_model.sigma.reshape(-1), ref.noise_model.sigma.reshape(-1))
+
+
+# ---------------------------------------------------------------- grids, circular parameters, bad input
+def test_edge_mass_on_a_two_dimensional_grid():
+    """edge_mass reads the parameter's marginal, not the joint grid: on a (width x noise) grid the
+    smallest width has marginal mass 0.7 while the joint grid's first point (smallest width and
+    smallest noise) has 0.1, and the joint grid's last point differs from the largest width's mass."""
+    from deepinv_energy.blind import BlindPosterior
+
+    family = GaussianBlurFamily(SHAPE, widths=[0.5, 1.0, 2.0], noise=[0.01, 0.05])
+    theta = family.candidates()  # width-major: (0.5, .01), (0.5, .05), (1, .01), (1, .05), (2, .01), (2, .05)
+    p = torch.tensor([[0.1, 0.6, 0.05, 0.05, 0.15, 0.05]], dtype=torch.float64)
+    post = BlindPosterior(theta, p.log(), p.log())
+    low, high = post.edge_mass("width")
+    assert low.item() == pytest.approx(0.7) and high.item() == pytest.approx(0.2)
+    low, high = post.edge_mass("noise")
+    assert low.item() == pytest.approx(0.3) and high.item() == pytest.approx(0.7)
+
+
+def test_circular_angle_statistics():
+    """Angles are directions modulo 180: mass split between 0 and 170 degrees has circular mean 175
+    (not 85) and a 90 % interval [170, 180]; a posterior concentrated on one angle gives that angle."""
+    from deepinv_energy.blind import BlindPosterior
+
+    family = MotionBlurFamily(SHAPE, lengths=[2.0], angles=[0, 45, 90, 135, 170])
+    theta = family.candidates()
+    p = torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.5], [0.0, 0.1, 0.8, 0.1, 0.0]], dtype=torch.float64)
+    post = BlindPosterior(theta, p.log(), p.log(), periods=family.periods)
+    assert post.mean("angle").tolist() == pytest.approx([175.0, 90.0])
+    lo, hi = post.credible_interval("angle", 0.9)
+    assert lo.tolist() == pytest.approx([170.0, 45.0]) and hi.tolist() == pytest.approx([180.0, 135.0])
+    with pytest.raises(ValueError, match="circular"):
+        post.edge_mass("angle")
+    # the linear statistics (no period) are the ones the issue reported: mean 85
+    linear = BlindPosterior(theta, p.log(), p.log())
+    assert linear.mean("angle")[0].item() == pytest.approx(85.0)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        post.mean("angel")
+
+
+def test_circular_mean_float64_closed_form():
+    """Circular mean on a fine grid of a wrapped distribution centred at 178 degrees (= -2): the
+    doubled-angle mean equals the centre to rounding for any symmetric weights."""
+    from deepinv_energy.blind import BlindPosterior
+
+    angles = torch.arange(0, 180, 1.0, dtype=torch.float64)
+    d = torch.remainder(angles - 178 + 90, 180) - 90
+    w = torch.exp(-0.5 * (d / 7) ** 2)
+    lp = (w / w.sum()).log()[None]
+    post = BlindPosterior({"angle": angles}, lp, lp, periods={"angle": 180.0})
+    assert post.mean("angle").item() == pytest.approx(178.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("angles,expected", [([0.0, 45.0, 90.0, 135.0, 180.0], [0.0, 45.0, 90.0, 135.0]),
+                                             ([-45.0, 135.0, 10.0], [10.0, 135.0]),
+                                             ([360.0, 30.0, 0.0], [0.0, 30.0])])
+def test_motion_angles_equal_modulo_180_are_merged(angles, expected):
+    with pytest.warns(UserWarning, match="same direction modulo 180"):
+        family = MotionBlurFamily(SHAPE, lengths=[2.0], angles=angles)
+    assert family.grid["angle"].tolist() == pytest.approx(expected)
+
+
+def test_cli_angle_grid_through_180_is_circular(model):
+    """The issue's case: angles 0:180:13 with truth 0 -> one candidate per direction and a circular
+    mean near 0 (or 180), never 90."""
+    family = MotionBlurFamily(SHAPE, lengths=[2.0], angles=torch.linspace(0, 165, 12), noise=0.02)
+    y = simulate(model, family, {"length": [2.0], "angle": [0.0], "noise": [0.02]}, seed=30)
+    with pytest.warns(UserWarning, match="13 values but only 12 distinct"):
+        wide = MotionBlurFamily(SHAPE, lengths=[2.0], angles=torch.linspace(0, 180, 13), noise=0.02)
+    post = BlindEstimator(model, wide, lam_max=LAM_MAX).posterior(y)
+    m = post.mean("angle").item()
+    assert min(m, 180 - m) < 30
+
+
+@pytest.mark.parametrize("make", [
+    lambda: GaussianBlurFamily(SHAPE, widths=[0.8, 0.95, 0.95, 0.95, 1.1]),
+    lambda: DenoisingFamily(SHAPE, noise=[0.1, 0.1]),
+    lambda: BoxInpaintingFamily(SHAPE, sizes=[2, 2], noise=0.01),
+])
+def test_duplicated_grid_values_are_merged_with_a_warning(make):
+    with pytest.warns(UserWarning, match="duplicates merged"):
+        family = make()
+    for v in family.grid.values():
+        assert torch.equal(v, torch.unique(v))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(sizes=[5], tops=[-1]), "tops must be integers >= 0"),
+    (dict(sizes=[2.5]), "sizes must be integers >= 1"),
+    (dict(sizes=[0]), "sizes must be integers >= 1"),
+    (dict(sizes=[2], lefts=[0.5]), "lefts must be integers >= 0"),
+    (dict(sizes=[2], noise=-0.1), "noise"),
+])
+def test_box_family_refuses_bad_grids(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BoxInpaintingFamily(SHAPE, **kwargs)
+
+
+@pytest.mark.parametrize("batch_size", [-1, 0, 1.5, True])
+def test_family_step_refuses_bad_batch_size(batch_size):
+    family = GaussianBlurFamily(SHAPE, widths=[0.5, 1.0])
+    with pytest.raises(ValueError, match="batch_size"):
+        family.step(batch_size=batch_size)
