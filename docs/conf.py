@@ -316,10 +316,114 @@ def _write_benchmark_tables() -> None:
         f"2 draws on {n_images} test images it gives", out_rows))
 
 
+def _psnr_tables(path: pathlib.Path) -> dict[tuple[str, str], float]:
+    """``{(task, method): PSNR mean}`` of the per-task tables of ``restoration.md``."""
+    out = {}
+    for section in re.split(r"^## ", path.read_text(), flags=re.M)[1:]:
+        task = section.split("\n", 1)[0].strip()
+        for m in re.finditer(r"^\| ([\w-]+) \| \**([\d.]+)\** \|", section, re.M):
+            out[(task, m.group(1))] = float(m.group(2))
+    return out
+
+
+def _median_seconds_per_step(run: pathlib.Path) -> tuple[float, float, float, int]:
+    """Median, 10 % and 90 % quantiles of seconds per step, and the last step, of a run's log.csv."""
+    import csv
+
+    with open(run / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    batch = json_load(run / "config.json").get("batch_size", 64)
+    secs = sorted(batch / float(r["imgs_per_s"]) for r in rows)
+    n = len(secs)
+    return secs[n // 2], secs[n // 10], secs[9 * n // 10], int(float(rows[-1]["step"]))
+
+
+def json_load(path: pathlib.Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def _substitutions() -> str:
+    """Numbers the docs compute from the results files (and the training logs) at build time, as
+    rst substitutions (``|name|``): counts and ranges that no results file states verbatim.
+    ``tests/test_docs_numbers.py`` checks the numbers quoted by hand; these need no check."""
+    subs = {}
+    psnr = _psnr_tables(RESULTS / "restoration.md")
+    diffs = []
+    for (task, method), value in psnr.items():
+        if method.endswith("-P") and (task, method[:-2] + "-E") in psnr:
+            diffs.append((round(value - psnr[(task, method[:-2] + "-E")], 2), method[:-2], task))
+    diffs.sort()
+    subs["pe_cases"] = str(len(diffs))
+    subs["pe_better"] = str(sum(d > 0 for d, _, _ in diffs))
+    subs["pe_worse"] = str(sum(d < 0 for d, _, _ in diffs))
+    subs["pe_tie"] = str(sum(d == 0 for d, _, _ in diffs))
+    subs["pe_min"] = f"{diffs[0][0]:+.2f} dB ({diffs[0][1]} on {diffs[0][2]})"
+    subs["pe_max"] = f"{diffs[-1][0]:+.2f} dB ({diffs[-1][1]} on {diffs[-1][2]})"
+    state = ROOT / "training_state" / "fmnist-28-wiener"
+    if (state / "log.csv").exists():
+        med, lo, hi, last = _median_seconds_per_step(state)
+        subs["train_s_per_step"] = f"{med:.1f}"
+        subs["train_s_range"] = f"{lo:.1f} to {hi:.1f}"
+        subs["train_steps"] = str(last)
+        subs["train_hours"] = f"{med * last / 3600:.1f}"
+    return "\n".join(f".. |{k}| replace:: {v}" for k, v in subs.items()) + "\n"
+
+
+def _budget_figure() -> None:
+    """``posterior_budget.png`` of ``benchmarks/results/posterior.md`` laid out to fit the text
+    column (2 rows of 4 panels instead of one row of 7), redrawn from the tables of its section 1
+    (the numbers of the file, nothing recomputed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    text = (RESULTS / "posterior.md").read_text()
+    section = text.split("## 1.", 1)[1].split("\n## 2.", 1)[0]
+    tasks = re.split(r"^### ", section, flags=re.M)[1:]
+    fig, axes = plt.subplots(2, 4, figsize=(11, 5.6))
+    styles = {"MMSE-E": dict(color="k", marker="*", ls=":"), "MALA-E": dict(color="C0", marker="o"),
+              "DDRM-E": dict(color="C3", marker="s"), "DiffPIR-E": dict(color="C2", marker="^"),
+              "DDRM-P": dict(color="C3", marker="s", ls="--", mfc="none"),
+              "DiffPIR-P": dict(color="C2", marker="^", ls="--", mfc="none")}
+    for ax, block in zip(axes.flat, tasks):
+        name = block.split("\n", 1)[0].strip()
+        header = next(line for line in block.splitlines() if line.startswith("| method"))
+        budgets = [int(b) for b in re.findall(r"B = (\d+)", header)]
+        for line in block.splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if len(cells) < len(budgets) + 1 or cells[0] not in styles:
+                continue
+            pts = [(b, float(c.split("±")[0])) for b, c in zip(budgets, cells[1:]) if c not in ("-", "")]
+            if cells[0] == "MMSE-E":  # one evaluation whatever the budget
+                ax.axhline(pts[0][1], **{k: v for k, v in styles["MMSE-E"].items() if k != "marker"}, lw=1)
+                ax.plot([1], [pts[0][1]], label="MMSE-E (1 evaluation)", ms=9, **styles["MMSE-E"])
+            else:
+                ax.plot(*zip(*pts), label=cells[0], ms=4, lw=1.2, **styles[cells[0]])
+        ax.set_xscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("PSNR (dB)", fontsize=9)
+    for ax in axes[1]:
+        ax.set_xlabel("network evaluations per image", fontsize=9)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    axes.flat[-1].axis("off")
+    axes.flat[-1].legend(handles, labels, loc="center", fontsize=9, frameon=False)
+    fig.tight_layout()
+    fig.savefig(GENERATED / "posterior_budget.png", dpi=110)
+    plt.close(fig)
+
+
 with contextlib.redirect_stdout(io.StringIO()):
     _write_cli_help()
 _write_quickstart()
 _write_benchmark_tables()
+_budget_figure()
+rst_epilog = _substitutions()
 
 # ---------------------------------------------------------------------------------------- gallery
 # the training examples use the trainer's plain-text-free mode; tqdm bars of other code stay off
@@ -373,6 +477,37 @@ mathjax_path = "mathjax/tex-svg-full.js"
 mathjax3_config = {"svg": {"fontCache": "global"}}
 
 
+def _viewcode_anchors(app, doctree, docname):
+    """Give each object's description the anchor that viewcode's ``[docs]`` link uses.
+
+    viewcode keeps one documented module name per source module (the first object's, e.g.
+    ``deepinv_energy`` for ``sampling/split_gibbs.py``, because ``SplitGibbsSampler`` is documented
+    as ``deepinv_energy.SplitGibbsSampler``) and links every object of that source to
+    ``#<that name>.<object>``; objects documented under another name
+    (``deepinv_energy.sampling.SplitGibbsIterator``) had no such anchor. The alias is added to
+    their signature's ids."""
+    from sphinx import addnodes
+
+    modules = getattr(app.env, "_viewcode_modules", {})
+    refnames = {}
+    for real, entry in modules.items():
+        if isinstance(entry, tuple):
+            refnames[real] = entry[3]
+    taken = {i for node in doctree.findall(addnodes.desc_signature) for i in node["ids"]}
+    for sig in doctree.findall(addnodes.desc_signature):
+        module, fullname = sig.get("module"), sig.get("fullname")
+        if not module or not fullname:
+            continue
+        top = getattr(sys.modules.get(module), fullname.split(".")[0], None)  # members: their class's
+        refname = refnames.get(getattr(top, "__module__", None))
+        if refname and refname != module:
+            alias = f"{refname}.{fullname}"
+            if alias not in taken:
+                sig["ids"].append(alias)
+                taken.add(alias)
+
+
 def setup(app):
+    app.connect("doctree-resolved", _viewcode_anchors)
     app.connect("autodoc-process-docstring", _process_docstring)
     app.connect("autodoc-process-bases", _process_bases)
