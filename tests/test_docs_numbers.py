@@ -32,7 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
-NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w]|\.\d)")
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")  # also inside names: random70, unobs0.9
 DECIMAL = re.compile(r"(?<![\w.\-/])(\d+\.\d+)(?![\d]|\.\d)")
 PERCENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?:\s*%|(?=\s+to\s+\d+(?:\.\d+)?\s*%))")
 UNIT = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s*(?:dB\b|bits/dim|bits per dim|nats\b|s per (?:step|image|draw)|hours\b)")
