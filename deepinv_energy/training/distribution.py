@@ -53,7 +53,7 @@ from deepinv.physics.generator import MotionBlurGenerator
 from deepinv.physics.noise import GaussianNoise
 
 from .._checks import check_variance_range
-from ..covariance import Covariance
+from ..covariance import LAM_MAX, LAM_MIN, Covariance
 from ..problems import blur_spectrum  # re-exported: its home is problems.py, beside the other spectra of physics
 from ..problems import to_denoising_problem
 
@@ -72,7 +72,9 @@ PIXEL_FAMILIES = ("isotropic", "box", "mask", "bands", "box_grid", "decimation")
 HARTLEY_FAMILIES = ("isotropic", "gaussian_blur", "box_blur", "defocus_blur", "motion_blur", "lowpass")
 #: the Hartley families drawn as deepinv blur physics (:meth:`CovarianceDistribution.blur_physics`)
 BLUR_FAMILIES = ("gaussian_blur", "box_blur", "defocus_blur", "motion_blur")
-ALL_FAMILIES = tuple(dict.fromkeys(PIXEL_FAMILIES + HARTLEY_FAMILIES))
+#: the families of each basis (a new basis of the registry gets its families here)
+BASIS_FAMILIES = {"pixel": PIXEL_FAMILIES, "hartley": HARTLEY_FAMILIES}
+ALL_FAMILIES = tuple(dict.fromkeys(f for fams in BASIS_FAMILIES.values() for f in fams))
 DEFAULT_HOLDOUT = ("motion_blur", "bands")
 DEFAULT_FAMILIES = tuple(f for f in ALL_FAMILIES if f not in DEFAULT_HOLDOUT)
 
@@ -114,8 +116,8 @@ class CovarianceDistribution:
         families=DEFAULT_FAMILIES,
         weights: dict | None = None,
         p_pixel: float = 0.5,
-        lam_min: float = 1e-9,
-        lam_max: float = 1e3,
+        lam_min: float = LAM_MIN,
+        lam_max: float = LAM_MAX,
         p_useful: float = 0.5,
         useful: tuple = (1e-4, 10.0),
         p_channel_independent: float = 0.5,
@@ -128,8 +130,11 @@ class CovarianceDistribution:
         check_variance_range(lam_min, lam_max)
         self.families = families
         self.weights = {f: float((weights or {}).get(f, 1.0)) for f in families}
-        self.pixel_families = [f for f in families if f in PIXEL_FAMILIES]
-        self.hartley_families = [f for f in families if f in HARTLEY_FAMILIES]
+        #: the families of this distribution in each basis that has some
+        self.basis_families = {b: [f for f in families if f in fams] for b, fams in BASIS_FAMILIES.items()}
+        self.basis_families = {b: fams for b, fams in self.basis_families.items() if fams}
+        self.pixel_families = self.basis_families.get("pixel", [])
+        self.hartley_families = self.basis_families.get("hartley", [])
         self.p_pixel = p_pixel
         self.lam_min, self.lam_max = lam_min, lam_max
         self.p_useful = p_useful
@@ -316,12 +321,12 @@ class CovarianceDistribution:
     def sample_basis(self, basis: str, n: int, shape, generator=None, device="cpu") -> Covariance:
         """``n`` covariances in one basis, families drawn per sample by their weights.
 
-        :param str basis: ``"pixel"`` or ``"hartley"``.
+        :param str basis: a basis with families (:data:`BASIS_FAMILIES`).
         :param int n: batch size.
         :param tuple shape: image shape (C, H, W).
         :param torch.Generator generator: source of randomness (on ``device``).
         """
-        fams = self.pixel_families if basis == "pixel" else self.hartley_families
+        fams = self.basis_families.get(basis)
         if not fams:
             raise ValueError(f"no family of basis {basis!r} among {self.families}.")
         C, H, W = shape
@@ -344,12 +349,16 @@ class CovarianceDistribution:
 
     def counts(self, n: int) -> dict:
         """How many of ``n`` samples go to each basis (deterministic)."""
-        if not self.hartley_families:
-            return {"pixel": n}
-        if not self.pixel_families:
-            return {"hartley": n}
-        n_pix = int(round(n * self.p_pixel))
-        return {"pixel": n_pix, "hartley": n - n_pix}
+        bases = list(self.basis_families)
+        if len(bases) == 1:
+            return {bases[0]: n}
+        # p_pixel to the pixel basis (when it has families), the rest shared evenly by the others
+        out = {"pixel": int(round(n * self.p_pixel))} if self.pixel_families else {}
+        others = [b for b in bases if b not in out]
+        rest = n - sum(out.values())
+        for i, b in enumerate(others):
+            out[b] = rest // len(others) + (1 if i < rest % len(others) else 0)
+        return out
 
     def sample(self, n: int, shape, generator=None, device="cpu") -> list:
         """A batch of ``n`` covariances as a list of :class:`Covariance` (one per basis,
