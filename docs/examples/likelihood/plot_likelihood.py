@@ -16,6 +16,7 @@ import torch
 from deepinv_energy import Covariance, EnergyUNet
 from deepinv_energy.demo import bundled_test_images
 
+torch.manual_seed(0)  # all draws below also go through the seeded generator g
 model = EnergyUNet.from_pretrained("fashion-mnist-28")
 x, _ = bundled_test_images(10)
 g = torch.Generator().manual_seed(0)

@@ -22,6 +22,7 @@ from deepinv_energy import EnergyUNet
 from deepinv_energy.demo import bundled_test_images
 from deepinv_energy.sampling import MALASampler, PredictorCorrectorSampler
 
+torch.manual_seed(0)  # the measurement noise draws from torch's global generator
 model = EnergyUNet.from_pretrained("fashion-mnist-28")
 x, _ = bundled_test_images(1)
 physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(0.2))
