@@ -5,9 +5,10 @@ The training curve of the bundled model
 Every training run writes ``log.csv`` in its run directory: the loss and its two terms, the
 learning rate, images per second, the gradient norm and the elapsed time, every ``--log-every``
 steps. This example plots the logs of the CPU runs kept in the repository's ``training_state/``
-(see ``training_state/README.md``): the run that produced the bundled model ``fashion-mnist-28``
-(whose weights are the export of its step 2400) and, on a second axis, the retraining in
-progress (EDM weighting, then EDM weighting and Wiener input scaling, warm-started from it).
+(see ``training_state/README.md``): ``fmnist-28``, the run with the paper's loss whose step 2400
+was the previous bundled model, and, on a second axis, the retraining warm-started from it (EDM
+weighting, ``fmnist-28-edm``, then EDM weighting and Wiener input scaling, ``fmnist-28-wiener``),
+whose end (step 10000) is the bundled model ``fashion-mnist-28``.
 
 It reads files of a clone of the repository (``training_state/`` is not installed with the
 package). Run the same on your own run with ``python plot_training_curve.py runs/myrun``.
@@ -67,14 +68,14 @@ for key, color, label in curves:
     axes[0].plot(base["step"], base[key], color=color, alpha=0.2, lw=0.6)
     axes[0].plot(base["step"], smooth(base[key]), color=color, label=label)
 axes[0].axvline(2400, color="gray", ls=":", lw=1)
-axes[0].text(2400, 0.02, " bundled\n weights", fontsize=7, color="gray")
-axes[0].set_title("fmnist-28 (the bundled model's run)", fontsize=9)
+axes[0].text(2400, 0.02, " previous bundled\n weights", fontsize=7, color="gray")
+axes[0].set_title("fmnist-28 (paper's loss)", fontsize=9)
 axes[0].set_ylim(0, None)
 for name, log in runs.items():
     if log is not base:
         axes[1].plot(log["step"], smooth(log["loss"]), label=name)
 axes[1].set_yscale("log")
-axes[1].set_title("retraining, loss (own step counts)", fontsize=9)
+axes[1].set_title("retraining, loss (own step counts); bundled: end of fmnist-28-wiener", fontsize=9)
 for name, log in runs.items():
     axes[2].plot(log["step"], [64 / v for v in log["imgs_per_s"]], ".", ms=2, label=name)
 axes[2].set_ylim(0, 10)
