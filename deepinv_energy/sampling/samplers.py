@@ -694,12 +694,10 @@ class AdaptiveSampler(_EnergySampler):
     The error rule trusts the model's posterior variance :math:`1 - s_i`. Where a learned energy
     puts :math:`s_i` near 0 or above 1 (a negative variance), the clipped :math:`s_i` makes the step
     jump to :math:`\delta_{\max}`; with the bundled model this happens for part of the coefficients
-    at every step. Measured on 64 Fashion-MNIST test images (``benchmarks/results/restoration_adaptive.md``,
-    tolerance 0.15, mean of 2 draws): 21.4 / 21.2 / 26.2 / 22.3 / 32.3 / 22.5 / 19.8 dB on box and
-    random inpainting, Gaussian deblurring at noise 0.01 / 0.05, motion deblurring, denoising and 2x
-    decimation, with 43 to 72 evaluations per draw; that is 1.5 to 7.3 dB above the same sampler
-    with Euler steps at the same tolerance, and level with or below :class:`MALASampler` at 20
-    evaluations (21.6 / 21.2 / 26.6 / 22.8 / 33.2 / 22.6 / 19.9 dB): with learned models, prefer
+    at every step. ``benchmarks/results/restoration_adaptive.md`` measures it on Fashion-MNIST
+    test images against the same sampler with Euler steps and against :class:`MALASampler` at 20
+    evaluations: with the bundled model it spends more evaluations per draw than
+    :class:`MALASampler` for a PSNR level with or below it, so with learned models prefer
     :class:`MALASampler`.
 
     Corrector steps (``n_corrector > 0``) are available but off by default; since the path does
