@@ -307,10 +307,9 @@ class SplitGibbsSampler(_EnergySampler):
     ``x_step="mean"``) and one CG solve (two operator applications per iteration). The defaults
     (40 values of :math:`\rho`, one sweep each, two-level :math:`x`-steps: 120 evaluations) spend the
     budget on many cheap sweeps rather than on few accurate :math:`x`-steps, because mixing, not the
-    :math:`x`-step, is what limits the chain: on 64 Fashion-MNIST test images
-    (``benchmarks/results/restoration_splitgibbs_defaults.md``) they beat 8 values of :math:`\rho` with
-    ten-level :math:`x`-steps (152 evaluations) by 1.2 and 0.5 dB on bicubic super-resolution and
-    reflect-padded blur and by 13 dB on compressed sensing at m/n = 0.3, and two-level
+    :math:`x`-step, is what limits the chain: they beat 8 values of :math:`\rho` with ten-level
+    :math:`x`-steps (152 evaluations) on the three tasks of
+    ``benchmarks/results/restoration_splitgibbs_defaults.md`` (the numbers are there), and two-level
     :math:`x`-steps are within Monte-Carlo error of the exact mixture posterior in
     ``tests/test_split_gibbs.py`` like ten-level ones.
 
