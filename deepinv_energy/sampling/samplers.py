@@ -718,8 +718,8 @@ class AdaptiveSampler(_EnergySampler):
     :param int pilots: pilot chains per measurement that choose the path (discarded).
     :param str predictor: ``"covariance"`` (default) or ``"euler"``, as in
         :class:`PredictorCorrectorSampler` (whose default is the paper's ``"euler"``): on the
-        exactness benchmark's mixtures the covariance predictor reaches with 10 evaluations an error
-        that Euler steps need about 45 for (``benchmarks/results/sampler_exactness.md``, section 3).
+        exactness benchmark's mixtures the covariance predictor reaches the error of Euler steps with
+        several times fewer evaluations (``benchmarks/results/sampler_exactness.md``, section 3).
     :param kwargs: ``n_corrector``, ``snr``, ``step_size``, ``temperature``, ``mh``,
         ``n_samples``, ``parallel``, ``lam_min``, ``lam_max``, ``fill``, ``callback``,
         ``level_callback``, ``history_size``, ``verbose`` as in :class:`PredictorCorrectorSampler`.
