@@ -368,6 +368,9 @@ def _substitutions() -> str:
         subs["train_s_range"] = f"{lo:.1f} to {hi:.1f}"
         subs["train_steps"] = str(last)
         subs["train_hours"] = f"{med * last / 3600:.1f}"
+        plain = ROOT / "training_state" / "plain-28-chain" / "s3"  # same schedule, --objective denoiser
+        if (plain / "log.csv").exists():
+            subs["plain_speedup"] = f"{med / _median_seconds_per_step(plain)[0]:.1f}"
     return "\n".join(f".. |{k}| replace:: {v}" for k, v in subs.items()) + "\n"
 
 
