@@ -98,6 +98,11 @@ class Basis:
     :param callable pixel_variance: variances :math:`v` per coefficient (..., H, W) -> per-pixel
         variances :math:`\operatorname{diag}(V \operatorname{diag}(v) V^\top)`; ``None``: computed
         with a dense basis matrix (small images only).
+    :param bool spatial: the coefficients are pixels (a map of them is an image a network can
+        take as an input channel).
+    :param callable stationary_variance: Hartley-basis variances :math:`P` (..., H, W) of a
+        stationary (circulant-covariance) process -> its variances in this basis; ``None``: the
+        basis cannot serve a size-free model.
     :param str description: one line for error messages and docs.
 
     :Examples:
@@ -110,14 +115,27 @@ class Basis:
     True
     """
 
-    def __init__(self, name: str, forward, inverse=None, pixel_variance=None, description: str = ""):
+    def __init__(self, name: str, forward, inverse=None, pixel_variance=None, spatial: bool = False,
+                 stationary_variance=None, description: str = ""):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a basis needs a non-empty string name, got {name!r}.")
         self.name = name
         self.forward = forward
         self.inverse = forward if inverse is None else inverse
         self._pixel_variance = pixel_variance
+        self.spatial = bool(spatial)
+        self._stationary_variance = stationary_variance
         self.description = description
+
+    def stationary_variance(self, spectrum: torch.Tensor) -> torch.Tensor:
+        r"""Variances in this basis of a stationary process whose Hartley-basis variances are
+        ``spectrum`` (..., H, W) (a circulant covariance is diagonal in the Hartley basis).
+
+        :raises ValueError: if the basis does not define it.
+        """
+        if self._stationary_variance is None:
+            raise ValueError(f"basis {self.name!r} defines no variances of a stationary process.")
+        return self._stationary_variance(spectrum)
 
     def pixel_variance(self, v: torch.Tensor) -> torch.Tensor:
         r"""Per-pixel variances :math:`\operatorname{diag}(V \operatorname{diag}(v) V^\top)`, shape of ``v``."""
@@ -206,9 +224,11 @@ def _hartley_pixel_variance(v: torch.Tensor) -> torch.Tensor:
     return (v.sum(dim=(-2, -1), keepdim=True) - f2) / (h * w)
 
 
-register_basis(Basis("pixel", lambda x: x, pixel_variance=lambda v: v,
+register_basis(Basis("pixel", lambda x: x, pixel_variance=lambda v: v, spatial=True,
+                     stationary_variance=lambda p: _hartley_pixel_variance(p),
                      description="identity: masks, inpainting, spatially varying noise"))
 register_basis(Basis("hartley", hartley, pixel_variance=_hartley_pixel_variance,
+                     stationary_variance=lambda p: p,
                      description="orthonormal 2-D discrete Hartley transform per channel: circular blurs"))
 
 #: Names of the built-in bases (the registry may hold more: :func:`basis_names`).

@@ -43,7 +43,7 @@ from deepinv.physics.functional import filter_fft
 from deepinv.physics.noise import GaussianNoise, ZeroNoise
 
 from ._checks import check_variance_range
-from .covariance import Covariance, check_image, hartley
+from .covariance import LAM_MAX, LAM_MIN, Covariance, check_image, hartley
 
 __all__ = [
     "DenoisingProblem",
@@ -60,10 +60,8 @@ __all__ = [
     "LAM_MAX",
 ]
 
-#: Default variance floor for noise-free coefficients (input PSNR 90 dB for [0, 1] images).
-LAM_MIN = 1e-9
-#: Default variance of unobserved coefficients (input PSNR -30 dB).
-LAM_MAX = 1e3
+# LAM_MIN (variance floor of noise-free coefficients) and LAM_MAX (variance of unobserved ones):
+# the package's one variance range, defined in covariance.py and re-exported here.
 
 SUPPORTED_PHYSICS = (
     "deepinv.physics.Denoising",

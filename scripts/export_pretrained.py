@@ -19,7 +19,6 @@ import sys
 
 import torch
 
-from deepinv_energy.covariance import BASES
 from deepinv_energy.data import load_images
 from deepinv_energy.models.unet import EnergyUNet, UNetConfig
 from deepinv_energy.training.loss import normalization_constant
@@ -50,9 +49,9 @@ def main(argv=None) -> int:
     images = load_images(cfg["data"], "train", limit=args.n_images)
     consts, far = {}, {}
     plain = cfg.get("objective", "energy") == "denoiser"  # a plain denoiser has no energy to normalize
-    for i, basis in enumerate(BASES if not plain else ()):
+    for basis in (model.config.bases if not plain else ()):
         consts[basis] = normalization_constant(model, images, var=cfg["lam_max"], basis=basis)
-        model.log_norm[i] = consts[basis]
+        model.set_normalization(basis, consts[basis], images[0].numel())
     # diagnostic: the same constant measured far beyond the training range
     far = {b: normalization_constant(model, images[:500], var=1e6, basis=b) - consts[b] for b in consts}
     meta = {

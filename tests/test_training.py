@@ -153,7 +153,7 @@ class _FullGaussian(EnergyModel):
         self.m, self.S = m, S
         self.S_weight = S if S_weight is None else S_weight
 
-    def data_log_var(self, basis):
+    def data_log_var(self, basis, size=None):
         """Log of the data variances in ``basis`` (what ``weighting="edm"`` reads), from ``S_weight``:
         the weight must not move with the parameters being compared."""
         V = Covariance(basis, torch.zeros(1, 1, 2, 2, dtype=self.S.dtype)).basis_matrix()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from ..covariance import LAM_MAX, LAM_MIN
+
 __all__ = ["WEIGHTS_DIR", "REGISTRY", "list_pretrained", "resolve_pretrained"]
 
 #: Directory of the bundled weights.
@@ -18,7 +20,7 @@ REGISTRY = {
     "fashion-mnist-28": {
         "stem": "fashion-mnist-28",
         "description": "EnergyUNet on Fashion-MNIST 28x28 grey, pixel + Hartley bases, "
-        "variances 1e-9 .. 1e3.",
+        f"variances {LAM_MIN:g} .. {LAM_MAX:g}.",
     },
 }
 

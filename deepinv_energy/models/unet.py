@@ -64,14 +64,32 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
+import numpy as np
 import torch.nn.functional as Fn
 
-from ..covariance import BASES, Covariance, basis_transform
+from ..covariance import LAM_MAX, LAM_MIN, BASES, Covariance, get_basis, hartley
 from .base import EnergyModel, check_image
 
 __all__ = ["EnergyUNet", "UNetConfig"]
 
-_BASIS_INDEX = {b: i for i, b in enumerate(BASES)}
+
+def _ring_masks(H: int, W: int, n: int, dtype=torch.float32, device="cpu") -> torch.Tensor:
+    """(n, H, W) averaging masks over rings of radial frequency (relative to Nyquist: any size)."""
+    fy = torch.fft.fftfreq(H).abs().reshape(H, 1)
+    fx = torch.fft.fftfreq(W).abs().reshape(1, W)
+    r = torch.sqrt(fy**2 + fx**2) / math.sqrt(0.5)  # in [0, 1]
+    idx = (r * n).long().clamp(max=n - 1)
+    masks = torch.stack([(idx == k).float() for k in range(n)])  # float32 as stored models were trained
+    return (masks / masks.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)).to(dtype=dtype, device=device)
+
+
+def _radial_frequency(H: int, W: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """(H, W) radial frequency (cycles per pixel) of each Hartley coefficient; the DC coefficient
+    gets half the lowest nonzero frequency of the larger side, ``0.5 / max(H, W)``."""
+    fy = torch.fft.fftfreq(H, dtype=dtype, device=device).reshape(H, 1)
+    fx = torch.fft.fftfreq(W, dtype=dtype, device=device).reshape(1, W)
+    r = torch.sqrt(fy**2 + fx**2)
+    return r.clamp_min(0.5 / max(H, W))
 
 
 @dataclass
@@ -79,8 +97,9 @@ class UNetConfig:
     r"""Architecture of :class:`EnergyUNet` (everything needed to rebuild it).
 
     :param int channels: image channels :math:`C`.
-    :param int height: image height (divisible by ``2**depth``).
-    :param int width_px: image width (divisible by ``2**depth``).
+    :param int height: image height (divisible by ``2**depth``); for a ``size_free`` model, the
+        height of the training patches (the model takes any size divisible by ``2**depth``).
+    :param int width_px: image width, likewise.
     :param int base_channels: channels of the first UNet level (``width_px`` is the image width).
     :param tuple mult: channel multiplier of each level (``len(mult) = depth + 1``).
     :param int num_res: residual blocks per level (encoder; the decoder has one more).
@@ -88,8 +107,9 @@ class UNetConfig:
     :param int emb_dim: size of the conditioning embedding (default ``4 * base_channels``).
     :param int n_rings: radial frequency bins of the conditioning summary.
     :param int pool: side of the coarse spatial pooling of the conditioning summary.
-    :param float lam_min: smallest training variance (for input normalization).
-    :param float lam_max: largest training variance (for input normalization).
+    :param float lam_min: smallest training variance (input normalization; the samplers and
+        :class:`~deepinv_energy.EnergyMMSE` follow the model's range).
+    :param float lam_max: largest training variance, likewise.
     :param float v_floor: absolute floor of the data variances :math:`v`.
     :param float v_floor_rel: relative floor: :math:`v_i \ge` ``v_floor_rel`` times the mean
         variance of the channel. Coefficients that are almost constant in the data but have rare
@@ -105,6 +125,15 @@ class UNetConfig:
         With ``"whiten"`` the Tweedie mean :math:`y - \Sigma g` multiplies the network's sensitivity
         to an unobserved coefficient by :math:`\lambda / \sqrt{v+\lambda} \approx \sqrt\lambda`;
         with ``"wiener"`` by :math:`\sqrt v\,\lambda / (v + \lambda) \le \sqrt v`, bounded.
+    :param tuple bases: the bases the model is conditioned on (one flag, one data variance map and
+        one normalization constant each): registered names
+        (:func:`~deepinv_energy.covariance.basis_names`), in the order of its one-hot flag.
+    :param bool size_free: a fully convolutional model for any image size (same channel count):
+        data statistics are stationary (a mean per channel and a radial power spectrum from which
+        :math:`v` of every coefficient follows at any size), and the normalization constant and the
+        scalar term :math:`b` are per pixel, so energies of different sizes compare per pixel.
+        ``False`` (the Fashion-MNIST model): statistics per coefficient, one image size.
+    :param int n_radial: knots of the radial power spectrum of a ``size_free`` model.
     :param float lam_amp: (``"inner"`` form only) variance below which the network term stops being amplified
         (:math:`a_i = \sqrt{v_i / ((\lambda_i + \lambda_\text{amp})(v_i + \lambda_i))}`): keeps
         :math:`h` and :math:`g` bounded at tiny variances (see the module docstring).
@@ -120,13 +149,16 @@ class UNetConfig:
     emb_dim: int = 0
     n_rings: int = 8
     pool: int = 4
-    lam_min: float = 1e-9
-    lam_max: float = 1e3
+    lam_min: float = LAM_MIN
+    lam_max: float = LAM_MAX
     v_floor: float = 1e-4
     v_floor_rel: float = 0.1
     lam_amp: float = 1e-5
     form: str = "residual"
     input_scale: str = "whiten"
+    bases: tuple = BASES
+    size_free: bool = False
+    n_radial: int = 24
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -140,6 +172,11 @@ class UNetConfig:
 
     def __post_init__(self):
         self.mult = tuple(int(m) for m in self.mult)
+        self.bases = tuple(self.bases)
+        for b in self.bases:
+            get_basis(b)  # raises naming the registered bases
+        if len(set(self.bases)) != len(self.bases) or not self.bases:
+            raise ValueError(f"bases must be distinct registered names, got {self.bases!r}.")
         if self.emb_dim <= 0:
             self.emb_dim = 4 * self.base_channels
         f = 2 ** (len(self.mult) - 1)
@@ -277,12 +314,15 @@ class EnergyUNet(EnergyModel):
     activations (smooth, so the double backpropagation of training is well behaved).
 
     Image sizes must be divisible by ``2**depth`` (``depth = len(mult) - 1``; 28x28 works
-    with depth 2). Per-channel log-variances, any number of channels.
+    with depth 2). Per-channel log-variances, any number of channels. A model built with
+    ``size_free=True`` takes any size divisible by ``2**depth`` (see :class:`UNetConfig`); the
+    others take their one size.
 
     :param UNetConfig | None config: architecture (keyword arguments override/define it).
     :param torch.Tensor | None mean: data mean image (C, H, W); zeros by default.
-    :param dict | None var: data variances per basis, ``{"pixel": (C,H,W), "hartley": (C,H,W)}``;
-        ones by default.
+    :param dict | None var: data variances per basis, ``{"pixel": (C,H,W), "hartley": (C,H,W)}``
+        (one entry per name of ``config.bases``); ones by default. A ``size_free`` model takes its
+        statistics from :meth:`set_data_statistics` only.
 
     :Examples:
 
@@ -304,19 +344,29 @@ class EnergyUNet(EnergyModel):
             config = UNetConfig(**{**asdict(config), **kwargs})
         self.config = config
         C, H, W = config.channels, config.height, config.width_px
-        self.register_buffer("mean", torch.zeros(C, H, W) if mean is None else mean.detach().float().clone())
-        vp = torch.ones(C, H, W) if var is None else var["pixel"].detach().float()
-        vh = torch.ones(C, H, W) if var is None else var["hartley"].detach().float()
-        self.register_buffer("log_v_pixel", torch.log(self._floor(vp)))
-        self.register_buffer("log_v_hartley", torch.log(self._floor(vh)))
-        #: normalization constants kappa, one per basis (index as in BASES)
-        self.register_buffer("log_norm", torch.zeros(len(BASES)))
+        nb = len(config.bases)
+        if config.size_free:
+            if var is not None or mean is not None:
+                raise ValueError("a size_free model takes its data statistics from set_data_statistics(images).")
+            self.register_buffer("mean", torch.zeros(C, 1, 1))
+            #: knots (log radial frequency, cycles per pixel) and log Hartley variances (C, n) there
+            knots = torch.linspace(math.log(0.5 / max(H, W)), math.log(math.sqrt(0.5)), config.n_radial)
+            self.register_buffer("log_freq", knots)
+            self.register_buffer("log_psd", torch.zeros(C, config.n_radial))
+        else:
+            self.register_buffer("mean", torch.zeros(C, H, W) if mean is None else mean.detach().float().clone())
+            for b in config.bases:
+                v = torch.ones(C, H, W) if var is None else var[b].detach().float()
+                self.register_buffer(f"log_v_{b}", torch.log(self._floor(v)))
+        #: normalization constants kappa, one per basis (index as in config.bases); per pixel for
+        #: a size_free model, per image otherwise
+        self.register_buffer("log_norm", torch.zeros(nb))
+        self._basis_index = {b: i for i, b in enumerate(config.bases)}
         self._log_lam_amp = math.log(config.lam_amp) if config.lam_amp > 0 else -math.inf
         self._lv_center = 0.5 * (math.log(config.lam_min) + math.log(config.lam_max))
         self._lv_scale = 0.5 * (math.log(config.lam_max) - math.log(config.lam_min))
-        # conditioning summary
-        self.register_buffer("_rings", self._ring_masks(H, W, config.n_rings), persistent=False)
-        n_feat = C * (4 + config.n_rings + config.pool**2) + len(BASES)
+        self._rings_cache = {}
+        n_feat = C * (4 + config.n_rings + config.pool**2) + nb
         e = config.emb_dim
         self.emb = nn.Sequential(nn.Linear(n_feat, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU())
         self.net = _UNet(2 * C, C, config)
@@ -329,24 +379,64 @@ class EnergyUNet(EnergyModel):
         rel = self.config.v_floor_rel * v.mean(dim=(-2, -1), keepdim=True)
         return torch.maximum(v, rel).clamp_min(self.config.v_floor)
 
-    @staticmethod
-    def _ring_masks(H: int, W: int, n: int) -> torch.Tensor:
-        fy = torch.fft.fftfreq(H).abs().reshape(H, 1)
-        fx = torch.fft.fftfreq(W).abs().reshape(1, W)
-        r = torch.sqrt(fy**2 + fx**2) / math.sqrt(0.5)  # in [0, 1]
-        idx = (r * n).long().clamp(max=n - 1)
-        masks = torch.stack([(idx == k).float() for k in range(n)])  # (n, H, W)
-        return masks / masks.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
+    def _rings(self, H: int, W: int, like: torch.Tensor) -> torch.Tensor:
+        key = (H, W, like.dtype, like.device)
+        if key not in self._rings_cache:
+            self._rings_cache[key] = _ring_masks(H, W, self.config.n_rings, like.dtype, like.device)
+        return self._rings_cache[key]
 
     @property
-    def image_shape(self) -> tuple:
-        """(C, H, W) of the images this model takes."""
+    def image_shape(self) -> tuple | None:
+        """(C, H, W) of the images this model takes; ``None`` for a ``size_free`` model (any size
+        that :meth:`accepts_shape` accepts)."""
         cfg = self.config
-        return (cfg.channels, cfg.height, cfg.width_px)
+        return None if cfg.size_free else (cfg.channels, cfg.height, cfg.width_px)
 
-    def data_log_var(self, basis: str) -> torch.Tensor:
-        """Log of the data variances :math:`v` in ``basis``, shape (C, H, W)."""
-        return self.log_v_pixel if basis == "pixel" else self.log_v_hartley
+    def accepts_shape(self, shape) -> None:
+        """Raise a clear ``ValueError`` unless the model takes images of shape ``shape`` (C, H, W)."""
+        cfg = self.config
+        shape = tuple(shape)
+        if not cfg.size_free:
+            if shape != (cfg.channels, cfg.height, cfg.width_px):
+                raise ValueError(f"y must have shape (B, {cfg.channels}, {cfg.height}, {cfg.width_px}) for this "
+                                 f"model, got (B, {', '.join(map(str, shape))}).")
+            return
+        f = 2**cfg.depth
+        if len(shape) != 3 or shape[0] != cfg.channels or shape[1] % f or shape[2] % f or min(shape[1:]) < f:
+            raise ValueError(f"this size-free model takes images (B, {cfg.channels}, H, W) with H and W positive "
+                             f"multiples of 2**depth = {f}, got (B, {', '.join(map(str, shape))}); crop or pad the image.")
+
+    def _spectrum(self, H: int, W: int) -> torch.Tensor:
+        """(C, H, W) data variances of the Hartley coefficients of a ``size_free`` model at size (H, W):
+        the radial spectrum interpolated linearly in log-log, constant beyond its knots."""
+        lf = self.log_freq.double()
+        lr = torch.log(_radial_frequency(H, W, device=lf.device)).clamp(float(lf[0]), float(lf[-1]))
+        pos = (lr - lf[0]) / (lf[1] - lf[0])
+        i0 = pos.floor().long().clamp(0, lf.numel() - 2)
+        t = (pos - i0).clamp(0, 1)
+        lp = self.log_psd.double()
+        return torch.exp(lp[:, i0] * (1 - t) + lp[:, i0 + 1] * t)
+
+    def data_log_var(self, basis: str, size: tuple | None = None) -> torch.Tensor:
+        """Log of the data variances :math:`v` in ``basis``, shape (C, H, W) (``size`` = (H, W): the
+        image size, needed by a ``size_free`` model, ignored otherwise)."""
+        if basis not in self._basis_index:
+            raise ValueError(f"this model is conditioned on the bases {self.config.bases}, got {basis!r}.")
+        if not self.config.size_free:
+            return getattr(self, f"log_v_{basis}")
+        if size is None:
+            raise ValueError("a size_free model needs the image size (H, W) for its data variances.")
+        v = get_basis(basis).stationary_variance(self._spectrum(*size))
+        return torch.log(self._floor(v.clamp_min(0))).to(self.log_psd.dtype)
+
+    def data_mean(self, size: tuple) -> torch.Tensor:
+        """The data mean image :math:`\mu`, shape (C, H, W) at image size ``size`` = (H, W)."""
+        return self.mean.expand(self.mean.shape[0], *size)
+
+    def set_normalization(self, basis: str, constant: float, dim: int) -> None:
+        """Store the normalization constant :math:`\kappa` of ``basis``, measured as a mean per image
+        of ``dim`` = C*H*W values (per pixel for a ``size_free`` model)."""
+        self.log_norm[self._basis_index[basis]] = constant / dim if self.config.size_free else constant
 
     def _features(self, u: torch.Tensor, basis: str) -> torch.Tensor:
         B = u.shape[0]
@@ -355,20 +445,15 @@ class EnergyUNet(EnergyModel):
         n = flat.shape[-1]
         lse = lambda t: (torch.logsumexp(k * t, dim=-1) - math.log(n)) / k  # noqa: E731
         stats = [flat.mean(-1), torch.sqrt(flat.var(-1, unbiased=False) + 1e-3), -lse(-flat), lse(flat)]
-        rings = torch.einsum("bchw,rhw->bcr", u, self._rings.to(u.dtype))
+        rings = torch.einsum("bchw,rhw->bcr", u, self._rings(*u.shape[-2:], u))
         pooled = Fn.adaptive_avg_pool2d(u, self.config.pool).flatten(2)
-        onehot = torch.zeros(B, len(BASES), dtype=u.dtype, device=u.device)
-        onehot[:, _BASIS_INDEX[basis]] = 1.0
+        onehot = torch.zeros(B, len(self.config.bases), dtype=u.dtype, device=u.device)
+        onehot[:, self._basis_index[basis]] = 1.0
         return torch.cat([torch.stack(stats, -1).flatten(1), rings.flatten(1), pooled.flatten(1), onehot], 1)
 
     def _check(self, y: torch.Tensor, cov: Covariance):
         check_image(y)
-        cfg = self.config
-        if tuple(y.shape[1:]) != (cfg.channels, cfg.height, cfg.width_px):
-            raise ValueError(
-                f"y must have shape (B, {cfg.channels}, {cfg.height}, {cfg.width_px}) for this model, "
-                f"got {tuple(y.shape)}."
-            )
+        self.accepts_shape(y.shape[1:])
         if cov.shape != y.shape:
             raise ValueError(f"cov has shape {tuple(cov.shape)}, expected the shape of y {tuple(y.shape)}.")
 
@@ -378,22 +463,23 @@ class EnergyUNet(EnergyModel):
         the network output in the basis ``fb`` and the conditioning embedding."""
         self._check(y, cov)
         y, cov = y.to(self.mean.dtype), cov.to(self.mean.dtype)  # float64/float16 inputs: the model's dtype
-        return self._core(cov.to_basis(y - self.mean.to(y.dtype)), cov.basis, cov.log_var)
+        return self._core(cov.to_basis(y - self.mean.to(y.dtype)), cov.basis, cov.log_var)  # mean broadcasts
 
     def _core(self, c: torch.Tensor, basis: str, lv: torch.Tensor):
         r""":meth:`_network` from the centred coefficients ``c`` = :math:`V^\top (y - \mu)` (unchecked)."""
         dt = c.dtype
         lv = lv.to(dt)
-        log_v = self.data_log_var(basis).to(dt)
+        log_v = self.data_log_var(basis, c.shape[-2:]).to(dt)
         log_s = torch.logaddexp(log_v, lv)  # log(v + lam), no cancellation
         # conditioning (clamped a little beyond the training range; smooth inside it)
         u = (lv - self._lv_center) / self._lv_scale
         u = u.clamp(-1.5, 1.5)
         emb = self.emb(self._features(u, basis))
         c_in = torch.exp(-0.5 * log_s) if self.config.input_scale == "whiten" else torch.exp(0.5 * log_v - log_s)
-        x_in = basis_transform(c * c_in, basis)
-        lv_map = u if basis == "pixel" else torch.zeros_like(u)
-        fb = basis_transform(self.net(torch.cat([x_in, lv_map], dim=1), emb), basis)
+        V = get_basis(basis)
+        x_in = V.inverse(c * c_in)
+        lv_map = u if V.spatial else torch.zeros_like(u)  # a log-variance map is an image only in a spatial basis
+        fb = V.forward(self.net(torch.cat([x_in, lv_map], dim=1), emb))
         return c, log_v, lv, log_s, fb, emb
 
     def energy_terms(self, y: torch.Tensor, cov: Covariance):
@@ -414,7 +500,8 @@ class EnergyUNet(EnergyModel):
             net = (0.5 * q**2 - rho0 * q).sum((1, 2, 3))
         d = c[0].numel()
         b = d * self.b_head(emb).squeeze(-1)
-        kappa = self.log_norm[_BASIS_INDEX[basis]].to(c.dtype).expand(c.shape[0])
+        kappa = self.log_norm[self._basis_index[basis]].to(c.dtype) * (d if self.config.size_free else 1)
+        kappa = kappa.expand(c.shape[0])
         return tuple(t.to(out_dtype) for t in (gauss, net, b, kappa))  # back to the input's dtype
 
     def direct_denoise(self, y: torch.Tensor, cov: Covariance) -> torch.Tensor:
@@ -431,7 +518,7 @@ class EnergyUNet(EnergyModel):
         """
         c, log_v, lv, log_s, fb, _ = self._network(y, cov)
         d = torch.exp(log_v - log_s) * c + torch.exp(0.5 * (log_v + lv - log_s)) * fb
-        return (self.mean + cov.to(self.mean.dtype).from_basis(d)).to(y.dtype)
+        return (self.mean + cov.to(self.mean.dtype).from_basis(d)).to(y.dtype)  # mean broadcasts
 
     def coefficient_energy_and_grads(self, c: torch.Tensor, basis: str, log_var: torch.Tensor):
         r"""The samplers' entry point, in coefficients (see :meth:`EnergyModel.coefficient_energy_and_grads`):
@@ -442,7 +529,8 @@ class EnergyUNet(EnergyModel):
         with torch.enable_grad():
             c_in = c.detach().to(dt).requires_grad_(True)
             lv = log_var.detach().to(dt).requires_grad_(True)
-            terms = self._terms(*self._core(c_in - basis_transform(self.mean, basis), basis, lv), basis, dt)
+            mean_c = get_basis(basis).forward(self.data_mean(c.shape[-2:]).to(dt)[None])
+            terms = self._terms(*self._core(c_in - mean_c, basis, lv), basis, dt)
             u = terms[0] + terms[1] + terms[2] - terms[3]
             gc, h = torch.autograd.grad(u.sum(), [c_in, lv])
         return u.detach().to(c.dtype), gc.to(c.dtype), h.to(c.dtype)
@@ -459,28 +547,54 @@ class EnergyUNet(EnergyModel):
     # ------------------------------------------------------------------ data statistics
     @torch.no_grad()
     def set_data_statistics(self, images: torch.Tensor, batch: int = 4096) -> None:
-        r"""Set :math:`\mu` and the per-basis variances :math:`v` from clean images (N, C, H, W)."""
-        from ..covariance import hartley
+        r"""Set :math:`\mu` and the data variances :math:`v` from clean images (N, C, H, W).
 
+        Per coefficient and per basis of ``config.bases`` for a fixed-size model. For a
+        ``size_free`` model: the mean per channel and the radial power spectrum (the variances of
+        the Hartley coefficients of the centred images, averaged over the rings of the knots of
+        ``log_freq``; knots without a coefficient at this size are interpolated in log-log).
+        """
         n = images.shape[0]
+        C = images.shape[1]
+        if self.config.size_free:
+            mean = images.double().mean(dim=(0, 2, 3)).reshape(C, 1, 1)
+            H, W = images.shape[-2:]
+            p = torch.zeros(C, H, W, dtype=torch.float64)
+            for i in range(0, n, batch):
+                p += (hartley(images[i : i + batch].double() - mean) ** 2).sum(0)
+            p /= n
+            lf = self.log_freq.double()
+            lr = torch.log(_radial_frequency(H, W)).clamp(float(lf[0]), float(lf[-1]))
+            k = torch.round((lr - lf[0]) / (lf[1] - lf[0])).long().reshape(-1)  # nearest knot
+            sums = torch.zeros(C, lf.numel(), dtype=torch.float64).index_add_(1, k, p.reshape(C, -1))
+            cnt = torch.zeros(lf.numel(), dtype=torch.float64).index_add_(0, k, torch.ones_like(k, dtype=torch.float64))
+            have = cnt > 0
+            lp = torch.log(sums[:, have] / cnt[have])
+            xs = lf[have]
+            out = torch.empty(C, lf.numel(), dtype=torch.float64)
+            for c in range(C):  # log-log interpolation between filled knots, constant beyond them
+                out[c] = torch.from_numpy(np.interp(lf.numpy(), xs.numpy(), lp[c].numpy()))
+            self.mean.copy_(mean.float())
+            self.log_psd.copy_(out.float())
+            return
         mean = torch.zeros_like(self.mean, dtype=torch.float64)
         for i in range(0, n, batch):
             mean += images[i : i + batch].double().sum(0)
         mean /= n
-        vp = torch.zeros_like(mean)
-        vh = torch.zeros_like(mean)
+        acc = {b: torch.zeros_like(mean) for b in self.config.bases}
         for i in range(0, n, batch):
             xc = images[i : i + batch].double() - mean
-            vp += (xc**2).sum(0)
-            vh += (hartley(xc) ** 2).sum(0)
+            for b in self.config.bases:
+                acc[b] += (get_basis(b).forward(xc) ** 2).sum(0)
         self.mean.copy_(mean.float())
-        self.log_v_pixel.copy_(torch.log(self._floor(vp / n)).float())
-        self.log_v_hartley.copy_(torch.log(self._floor(vh / n)).float())
+        for b in self.config.bases:
+            getattr(self, f"log_v_{b}").copy_(torch.log(self._floor(acc[b] / n)).float())
 
     # ------------------------------------------------------------------ persistence
     def config_dict(self) -> dict:
         d = asdict(self.config)
         d["mult"] = list(d["mult"])
+        d["bases"] = list(d["bases"])
         return d
 
     def save_pretrained(self, directory: str, name: str = "model", metadata: dict | None = None) -> tuple:
@@ -500,7 +614,7 @@ class EnergyUNet(EnergyModel):
         cfg = {
             "class": "EnergyUNet",
             "config": self.config_dict(),
-            "normalization": {b: float(self.log_norm[i]) for i, b in enumerate(BASES)},
+            "normalization": {b: float(self.log_norm[i]) for i, b in enumerate(self.config.bases)},
             "metadata": metadata or {},
         }
         cfg["sha256"] = checksums(wpath, cfg)

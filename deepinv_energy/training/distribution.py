@@ -31,7 +31,7 @@ pixels. With independent log-uniform levels alone, a level within a decade of :m
 is drawn about 4 % of the time (``decimation`` sets its off-grid level to :math:`\lambda_\max`
 70 % of the time, and blurs reach it where their spectrum vanishes).
 
-Levels: log-uniform in ``[lam_min, lam_max]`` (default 1e-9 .. 1e3); with probability
+Levels: log-uniform in ``[lam_min, lam_max]`` (default :data:`~deepinv_energy.covariance.LAM_MIN` .. ``LAM_MAX``); with probability
 ``p_useful`` (default 0.5) a level is drawn log-uniform in the "useful" range
 ``useful`` (default 1e-4 .. 10, input PSNR 40 .. -10 dB) instead, which puts more mass where
 restorations are neither trivial nor hopeless. All variances are finally clamped to

@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from ..covariance import Covariance
+from ..covariance import LAM_MAX, Covariance
 
 __all__ = ["covariance_score_matching_loss", "denoising_weight", "direct_denoising_loss", "normalization_constant"]
 
@@ -86,7 +86,7 @@ def denoising_weight(model, cov: Covariance, weighting: str = "none"):
         raise ValueError(f"weighting must be 'none' or 'edm', got {weighting!r}.")
     if not hasattr(model, "data_log_var"):
         raise TypeError(f"weighting='edm' needs the model's data variances (data_log_var); {type(model).__name__} has none.")
-    log_v = model.data_log_var(cov.basis).to(cov.log_var.dtype)
+    log_v = model.data_log_var(cov.basis, tuple(cov.shape[-2:])).to(cov.log_var.dtype)
     return 1.0 + torch.exp(cov.log_var - log_v)
 
 
@@ -134,7 +134,7 @@ def _noisy_batches(x: torch.Tensor, covs, generator):
 
 
 @torch.no_grad()
-def normalization_constant(model, images: torch.Tensor, var: float = 1e3, basis: str = "pixel", batch: int = 256, seed: int = 0) -> float:
+def normalization_constant(model, images: torch.Tensor, var: float = LAM_MAX, basis: str = "pixel", batch: int = 256, seed: int = 0) -> float:
     r"""Mean over noisy data of :math:`U - U_\text{limit}` at a very large isotropic variance.
 
     By identity 4, for :math:`\lambda \to \infty`,
@@ -142,7 +142,7 @@ def normalization_constant(model, images: torch.Tensor, var: float = 1e3, basis:
     (the data's Gaussian, exact up to :math:`O(1/\lambda^2)`), so subtracting the returned
     constant from :math:`U` (for this basis) normalizes the model. The model's own stored
     constant for ``basis`` is excluded from the result (it returns the raw offset).
-    ``var`` defaults to the largest training variance (1e3): beyond the training range the
+    ``var`` defaults to the largest training variance (:data:`~deepinv_energy.covariance.LAM_MAX`): beyond the training range the
     network's conditioning is extrapolated.
 
     :return: (float) the constant, accumulated in float64.

@@ -33,6 +33,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from .._checks import check_number
+from ..covariance import LAM_MAX, LAM_MIN
 from ..data import load_images
 from ..models.unet import EnergyUNet, UNetConfig
 from .distribution import DEFAULT_FAMILIES, CovarianceDistribution
@@ -56,7 +57,7 @@ LOG_NAME = "log.csv"
 CHANGES_NAME = "changes.log"
 
 #: Fields a resumed run must share with its checkpoint (architecture, data, seed, objective).
-FIXED_FIELDS = ("width", "depth", "num_res", "attention", "form", "input_scale", "lam_min", "lam_max", "batch_size",
+FIXED_FIELDS = ("width", "depth", "num_res", "attention", "form", "input_scale", "lam_min", "lam_max", "size_free", "batch_size",
                 "seed", "data", "split", "limit", "objective", "loss_weight", "init_from")
 #: Fields of the optimization a resumed run may change only with ``allow_config_change`` (then logged).
 SCHEDULE_FIELDS = ("steps", "lr", "warmup", "schedule", "min_lr_ratio", "grad_clip", "ema_decay", "w_cov",
@@ -103,6 +104,8 @@ class TrainConfig:
         is ``lam_max`` (an unobserved region, as inpainting gives; 0: levels drawn independently).
     :param float lam_min: smallest noise variance trained for.
     :param float lam_max: largest noise variance (that of unobserved coefficients).
+    :param bool size_free: train a size-free (fully convolutional, stationary statistics) model
+        that takes any image size (see :class:`~deepinv_energy.models.unet.UNetConfig`).
     :param int ckpt_every: checkpoint period in steps.
     :param int log_every: CSV log period in steps.
     :param int seed: seed of initialization, data order and noise.
@@ -141,8 +144,9 @@ class TrainConfig:
     families: list = field(default_factory=lambda: list(DEFAULT_FAMILIES))
     p_pixel: float = 0.5
     p_unobserved: float = 0.0
-    lam_min: float = 1e-9
-    lam_max: float = 1e3
+    lam_min: float = LAM_MIN
+    lam_max: float = LAM_MAX
+    size_free: bool = False
     ckpt_every: int = 200
     log_every: int = 10
     seed: int = 0
@@ -166,6 +170,7 @@ class TrainConfig:
             input_scale=self.input_scale,
             lam_min=self.lam_min,
             lam_max=self.lam_max,
+            size_free=self.size_free,
         )
 
 
@@ -563,12 +568,11 @@ class Trainer:
         return model
 
 
-def normalize_model(model: EnergyUNet, images: torch.Tensor, var: float = 1e3, seed: int = 0) -> EnergyUNet:
-    """Set the model's normalization constants (per basis) from clean images."""
-    from ..covariance import BASES
-
-    for i, basis in enumerate(BASES):
-        model.log_norm[i] = normalization_constant(model, images, var=var, basis=basis, seed=seed)
+def normalize_model(model: EnergyUNet, images: torch.Tensor, var: float = LAM_MAX, seed: int = 0) -> EnergyUNet:
+    """Set the model's normalization constants (one per basis of ``model.config.bases``) from clean images."""
+    for basis in model.config.bases:
+        const = normalization_constant(model, images, var=var, basis=basis, seed=seed)
+        model.set_normalization(basis, const, images[0].numel())
     return model
 
 
