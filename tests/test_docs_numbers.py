@@ -14,7 +14,7 @@ from"):
   file's precision where it matters: a one-decimal quote is matched by more numbers.
   Numbers inside inline code (file names, options, code) are not quotes.
 * A paragraph with a measured-looking number (a number followed by dB, bits/dim, nats, s per
-  step, hours) and no results file at all fails.
+  step, hours, "x cheaper", "x the time", ...) and no results file at all fails.
 * Numbers that are computed rather than quoted are substituted at build time (``|name|``,
   defined in ``docs/conf.py`` from the results files) and are not checked here.
 
@@ -35,7 +35,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")  # also inside names: random70, unobs0.9
 DECIMAL = re.compile(r"(?<![\w.\-/])(\d+\.\d+)(?![\d]|\.\d)")
 PERCENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?:\s*%|(?=\s+to\s+\d+(?:\.\d+)?\s*%))")
-UNIT = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s*(?:dB\b|bits/dim|bits per dim|nats\b|s per (?:step|image|draw)|hours\b)")
+UNIT = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s*(?:dB\b|bits/dim|bits per dim|nats\b|s per (?:step|image|draw)|hours\b|"
+                  r"x (?:cheaper|faster|slower|the time|the evaluations))")
 SOURCE = re.compile(r"(?:benchmarks/results/)?(?:raw/)?([A-Za-z][\w.\-]*\.(?:md|rst|json))")
 
 
@@ -235,6 +236,8 @@ def test_the_check_catches_a_wrong_number():
     assert len(problems([("x", 0, text.replace("21.37", "21.39"))])) == 1
     assert len(problems([("x", 0, text.replace("21.37", "99.9"))])) == 1
     assert len(problems([("x", 0, "a measured 12.5 dB with no source")])) == 1
+    assert len(problems([("x", 0, "about 2.4x cheaper per step")])) == 1
+    assert problems([("x", 0, "a parameter: noise 0.01, mask 0.3")]) == []  # no unit, no source: not a quote
     # a paragraph without a source takes the one above it in the same section, not in the next
     assert problems([("x", 0, "see `restoration.md`"), ("x", 0, "MMSE-E 21.37 dB")]) == []
     assert len(problems([("x", 0, "see `restoration.md`"), ("x", 1, "MMSE-E 21.37 dB")])) == 1
