@@ -305,7 +305,8 @@ class AdaptiveIterator(EnergySamplingIterator):
 
     .. math::
 
-        \log\lambda_i \leftarrow \max(\log\lambda_i - \delta_i, \log\lambda^{\mathrm{floor}}_i), \qquad
+        \log\lambda_i \leftarrow \max(\log\lambda_i - \delta_i, \log\lambda^{\mathrm{floor}}_i),
+
         c \leftarrow c - D\, V^\top g + \sqrt{v}\,\xi, \quad D = \lambda^{\mathrm{old}} - \lambda^{\mathrm{new}},
 
     with :math:`\delta_i = \operatorname{clip}(\varepsilon / (|s_i| \sqrt{1 - s_i}), \delta_{\min}, \delta_{\max})`
@@ -648,7 +649,8 @@ class AdaptiveSampler(_EnergySampler):
     .. math::
 
         \log\lambda_i \leftarrow \max\big(\log\lambda_i - \delta_i,\ \log\lambda^{\mathrm{floor}}_i\big),
-        \qquad \delta_i = \operatorname{clip}(\cdot, \delta_{\min}, \delta_{\max}),
+
+        \delta_i = \operatorname{clip}(\cdot, \delta_{\min}, \delta_{\max}),
 
     and takes the reverse step of :class:`PredictorCorrectorSampler` with
     :math:`D = \lambda^{\mathrm{old}} - \lambda^{\mathrm{new}}`. The run stops when every coefficient
