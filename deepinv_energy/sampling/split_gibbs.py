@@ -110,7 +110,8 @@ class SplitGibbsIterator(EnergySamplingIterator):
     .. math::
 
         z \leftarrow Q^{-1}\Big(\frac{A^\top (y + \sigma\epsilon_1)}{\sigma^2} + \frac{x + \rho\,\epsilon_2}{\rho^2}\Big),
-        \qquad x \sim p(x \mid z) \ \text{(isotropic denoising at } \rho^2\text{)},
+
+        x \sim p(x \mid z) \ \text{(isotropic denoising at } \rho^2\text{)},
 
     :math:`Q = A^\top A/\sigma^2 + I/\rho^2`, ``sweeps`` times per :math:`\rho` (full description at
     :class:`SplitGibbsSampler`).
