@@ -56,6 +56,11 @@ class SamplerDiagnostics:
         Metropolis-adjusted corrector this is its expected acceptance rate; for the unadjusted
         one it is the rate MALA would have had (a bias indicator). NaN without corrector steps.
     :param torch.Tensor step_size: (L, N) float64 mean corrector step :math:`\eta` per level.
+    :param torch.Tensor log_weight: (L, N) float64 log importance weight :math:`\log w` of the
+        reverse (predictor) step into each level (:meth:`Chains.step_log_weight`; NaN at the first
+        level, at levels the chain did not move to, and once it has finished). Its negative mean
+        over the chains estimates the KL divergence of the step's proposal from the exact reverse
+        kernel (see :attr:`path_kl`).
     """
 
     nfe: int
@@ -64,6 +69,19 @@ class SamplerDiagnostics:
     log_variance_trace: torch.Tensor
     acceptance: torch.Tensor
     step_size: torch.Tensor
+    log_weight: torch.Tensor | None = None
+
+    @property
+    def path_kl(self) -> torch.Tensor:
+        r"""(N,) :math:`-\sum_k \log w_k` of each chain; its mean over the chains is an unbiased
+        estimate of :math:`\mathrm{KL}(Q \,\|\, P)` between the law :math:`Q` of the sampler's
+        path of states and the exact reverse diffusion :math:`P` started at the same first level,
+        which bounds the KL divergence of the last level's draws from its exact target (data
+        processing). Exact for a normalized energy; for the closed-form energies it measures the
+        discretization error of the schedule (``benchmarks/sampler_exactness.py``)."""
+        if self.log_weight is None:
+            raise ValueError("these diagnostics carry no log weights.")
+        return -torch.where(torch.isnan(self.log_weight), 0.0, self.log_weight).sum(0)
 
     @property
     def acceptance_rate(self) -> torch.Tensor:
@@ -97,6 +115,7 @@ class SamplerDiagnostics:
             log_variance_trace=cat("log_variance_trace"),
             acceptance=cat("acceptance"),
             step_size=cat("step_size"),
+            log_weight=None if any(p.log_weight is None for p in parts) else cat("log_weight"),
         )
 
     def summary(self) -> dict:
@@ -146,7 +165,7 @@ class SamplerOutput:
         diag = SamplerDiagnostics(
             nfe=d.nfe, nfe_per_chain=d.nfe_per_chain[cols], energy_trace=d.energy_trace[:, cols],
             log_variance_trace=d.log_variance_trace[:, cols], acceptance=d.acceptance[:, cols],
-            step_size=d.step_size[:, cols],
+            step_size=d.step_size[:, cols], log_weight=None if d.log_weight is None else d.log_weight[:, cols],
         )
         return SamplerOutput(self.x[k:], self.y[k:], self.lam[k:], self.variance[k:], self.basis, diag)
 
@@ -242,7 +261,7 @@ class Chains:
         self.second_order = False
         self.nfe = 0
         self.nfe_per_chain = torch.zeros(self.n_chains, dtype=torch.long, device=self.xc.device)
-        self.records = {"u": [], "loglam": [], "acc": [], "eta": []}
+        self.records = {"u": [], "loglam": [], "acc": [], "eta": [], "logw": []}
 
     # ------------------------------------------------------------------ primitives
     def randn(self) -> torch.Tensor:
@@ -271,12 +290,14 @@ class Chains:
         lv = self.level(lam0)
         return self.xc + torch.sqrt(lv.p) * self.randn()
 
-    def predictor(self, c: torch.Tensor, ev: Evaluation, lam_old: torch.Tensor, lam_new: torch.Tensor) -> torch.Tensor:
+    def predictor(self, c: torch.Tensor, ev: Evaluation, lam_old: torch.Tensor, lam_new: torch.Tensor):
         r"""Reverse step :math:`c \leftarrow c - D\, V^\top g + \sqrt{v}\,\xi`, :math:`D = \lambda_{\mathrm{old}} - \lambda_{\mathrm{new}}`.
 
         :math:`v = D` (Euler), or with ``second_order`` the diagonal of the exact reverse-kernel
         covariance :math:`D - D \nabla^2 U D`: :math:`v_i = D_i - D_i^2 (\lambda_i - \operatorname{Var}[x_i \mid y]) / \lambda_i^2`,
         :math:`\operatorname{Var}[x_i \mid y] = \lambda_i (1 - 2h_i) - (\lambda_i (V^\top g)_i)^2`, clipped to :math:`[0, D_i]`.
+
+        :return: ``(c_new, mean, v)``: the new coefficients and the Gaussian proposal's mean and variance.
         """
         d = (lam_old - lam_new).clamp(min=0)
         var = d
@@ -284,7 +305,37 @@ class Chains:
             post = torch.minimum(ev.posterior_variance(lam_old).clamp(min=0), lam_old)
             var = (d - d * d * (lam_old - post) / lam_old**2).clamp(min=0)
             var = torch.minimum(var, d)
-        return c - d * ev.gc + torch.sqrt(var) * self.randn()
+        mean = c - d * ev.gc
+        return mean + torch.sqrt(var) * self.randn(), mean, var
+
+    @staticmethod
+    def step_log_weight(c_old, ev_old: Evaluation, lam_old, c_new, ev_new: Evaluation, lam_new, mean, var) -> torch.Tensor:
+        r"""(N,) float64 log importance weight of a reverse step :math:`a \to b` from level
+        :math:`\Lambda_{\mathrm{old}}` to :math:`\Lambda_{\mathrm{new}}`, :math:`D = \Lambda_{\mathrm{old}} - \Lambda_{\mathrm{new}}`:
+
+        .. math::
+
+            \log w = U(a, \Lambda_{\mathrm{old}}) - U(b, \Lambda_{\mathrm{new}})
+            + \log\mathcal{N}(a;\, b,\, D) - \log\mathcal{N}(b;\, m,\, v),
+
+        the ratio of the exact joint law of the two levels, :math:`\pi_{\mathrm{new}}(b)\,p(a \mid b)`
+        (forward noising :math:`a = b + \mathcal{N}(0, D)`), to the sampler's,
+        :math:`\pi_{\mathrm{old}}(a)\,q(b \mid a)` (the Gaussian proposal :math:`q = \mathcal{N}(m, v)` of
+        :meth:`predictor`); the likelihood of :math:`\tilde x`, which depends on :math:`a` only,
+        cancels. Both Gaussian densities are full (with their log-determinants: :math:`v \neq D`
+        for the covariance predictor), over the coefficients with :math:`D_i > 0` (the others do not
+        move). It needs the energy *values* at both levels, normalized across covariances: one
+        evaluation per step, the one the next step needs anyway. :math:`w \equiv 1` iff :math:`q` is
+        the exact reverse kernel :math:`p(b \mid a)`; :math:`\mathbb{E}_q[-\log w]` is the KL divergence
+        of the step's joint law from the exact one.
+        """
+        d = (lam_old - lam_new).clamp(min=0)
+        move = d > 0
+        d1 = torch.where(move, d, 1.0)
+        v1 = torch.where(move, var, 1.0).clamp(min=1e-300)
+        log_rev = torch.where(move, (c_old - c_new) ** 2 / d1 + torch.log(d1), 0.0).flatten(1).sum(1)
+        log_fwd = torch.where(move, (c_new - mean) ** 2 / v1 + torch.log(v1), 0.0).flatten(1).sum(1)
+        return ev_old.u - ev_new.u - 0.5 * (log_rev - log_fwd)  # the 2 pi terms cancel
 
     def grad_log_pi(self, c: torch.Tensor, ev: Evaluation, lv: _Level) -> torch.Tensor:
         return torch.where(lv.free, -ev.gc + lv.inv_lik_var * (self.xc - c), 0.0)
@@ -340,11 +391,15 @@ class Chains:
         log_det = lv.n_free * torch.log((2 * temperature * eta).clamp(min=1e-300)) + lv.log_p.flatten(1).sum(1)
         return -0.5 * (quad + log_det + lv.n_free * math.log(2 * math.pi))
 
-    def record(self, ev: Evaluation, lam: torch.Tensor, acc: torch.Tensor, eta: torch.Tensor, done=None):
+    def record(self, ev: Evaluation, lam: torch.Tensor, acc: torch.Tensor, eta: torch.Tensor, done=None,
+               log_weight: torch.Tensor | None = None):
         u = ev.u.clone()
+        logw = torch.full_like(u, float("nan")) if log_weight is None else log_weight.clone()
         if done is not None:
             u[done] = float("nan")
+            logw[done] = float("nan")
         self.records["u"].append(u)
+        self.records["logw"].append(logw)
         self.records["loglam"].append(torch.log(lam).flatten(1).mean(1))
         self.records["acc"].append(acc)
         self.records["eta"].append(eta)
@@ -363,6 +418,7 @@ class Chains:
             log_variance_trace=torch.stack(r["loglam"]),
             acceptance=torch.stack(r["acc"]),
             step_size=torch.stack(r["eta"]),
+            log_weight=torch.stack(r["logw"]),
         )
         return SamplerOutput(
             x=x.to(out_dtype).reshape(shape),
@@ -398,6 +454,7 @@ def run(chains: Chains, schedule, n: int, out_dtype, *, n_corrector: int, mh: bo
     nan = torch.full((chains.n_chains,), float("nan"), dtype=torch.float64, device=c.device)
     done = torch.zeros(chains.n_chains, dtype=torch.bool, device=c.device)
     bar = tqdm(total=schedule.max_levels, disable=not verbose, desc="levels")
+    log_w = None  # of the step into the current level
     for k in range(schedule.max_levels):
         lv = chains.level(lam)
         accs, etas = [], []
@@ -407,7 +464,7 @@ def run(chains: Chains, schedule, n: int, out_dtype, *, n_corrector: int, mh: bo
             accs.append(a), etas.append(e)
         acc = _nanmean(torch.stack(accs), 0) if accs else nan
         eta = torch.stack(etas).mean(0) if etas else nan
-        chains.record(ev, lam, acc, eta, done=done if k > 0 else None)
+        chains.record(ev, lam, acc, eta, done=done if k > 0 else None, log_weight=log_w)
         bar.update(1)
         if level_callback is not None:
             r = slice(n_pilot_rows, None)  # the returned chains only
@@ -417,9 +474,11 @@ def run(chains: Chains, schedule, n: int, out_dtype, *, n_corrector: int, mh: bo
         if bool(done.all()):
             break
         lam_new = schedule.next(k, ev.rows(slice(None, n_pilot_rows)) if pilots else ev, lam, chains)
+        log_w = None
         if not torch.equal(lam_new, lam):  # else every coefficient is pinned: nothing moves
-            c = chains.predictor(c, ev, lam, lam_new)
-            lam = lam_new
-            ev = chains.evaluate(c, lam, active=~done)
+            c_new, mean, var = chains.predictor(c, ev, lam, lam_new)
+            ev_new = chains.evaluate(c_new, lam_new, active=~done)
+            log_w = chains.step_log_weight(c, ev, lam, c_new, ev_new, lam_new, mean, var)
+            c, ev, lam = c_new, ev_new, lam_new
     bar.close()
     return chains.finish(c, ev, lam, n + pilots, out_dtype).drop_leading(pilots)
