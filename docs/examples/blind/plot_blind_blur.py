@@ -72,7 +72,8 @@ for i in range(3):
 # The estimates are close (the posterior mean is within 10 % of the true width for 94 % of 200
 # test images at noise 0.01, ``benchmarks/results/blind.md``), but the intervals are too narrow
 # for the bundled model: the 90 % interval holds the true width for only 66 % of those images
-# (76 % at noise 0.05, where 77 % of the estimates are within 10 %). The three images above show the same: estimates within about 10 % of
-# the truth, and intervals about a tenth of a pixel wide that miss some of them. The evidences of
-# this learned model are sharper than exact ones would be: read the interval as a lower bound on
-# the uncertainty, and the posterior mean as the estimate.
+# (76 % at noise 0.05, where 77 % of the estimates are within 10 %). On the three images above
+# the estimates are within 10 % of the truth and the intervals, about a tenth of a pixel wide,
+# happen to hold it; over 200 images a third of such intervals miss. The evidences of this learned
+# model are sharper than exact ones would be: read the interval as a lower bound on the
+# uncertainty, and the posterior mean as the estimate.
