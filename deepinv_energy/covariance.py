@@ -16,6 +16,7 @@ __all__ = [
     "Covariance",
     "Basis",
     "register_basis",
+    "unregister_basis",
     "get_basis",
     "basis_names",
     "hartley",
@@ -164,6 +165,16 @@ def register_basis(basis: Basis, overwrite: bool = False) -> Basis:
         raise ValueError(f"a basis named {basis.name!r} is already registered.")
     _REGISTRY[basis.name] = basis
     return basis
+
+
+def unregister_basis(name: str) -> None:
+    """Remove a basis added with :func:`register_basis` (the built-in ones stay).
+
+    :raises ValueError: for a built-in or unknown name.
+    """
+    if name in BASES or name not in _REGISTRY:
+        raise ValueError(f"cannot unregister {name!r}: not a basis added with register_basis ({basis_names()}).")
+    del _REGISTRY[name]
 
 
 def basis_names() -> tuple:

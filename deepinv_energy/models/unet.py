@@ -411,9 +411,8 @@ class EnergyUNet(EnergyModel):
         the radial spectrum interpolated linearly in log-log, constant beyond its knots."""
         lf = self.log_freq.double()
         lr = torch.log(_radial_frequency(H, W, device=lf.device)).clamp(float(lf[0]), float(lf[-1]))
-        pos = (lr - lf[0]) / (lf[1] - lf[0])
-        i0 = pos.floor().long().clamp(0, lf.numel() - 2)
-        t = (pos - i0).clamp(0, 1)
+        i0 = (torch.searchsorted(lf, lr.reshape(-1), right=True) - 1).clamp(0, lf.numel() - 2).reshape(lr.shape)
+        t = ((lr - lf[i0]) / (lf[i0 + 1] - lf[i0])).clamp(0, 1)
         lp = self.log_psd.double()
         return torch.exp(lp[:, i0] * (1 - t) + lp[:, i0 + 1] * t)
 
@@ -430,11 +429,11 @@ class EnergyUNet(EnergyModel):
         return torch.log(self._floor(v.clamp_min(0))).to(self.log_psd.dtype)
 
     def data_mean(self, size: tuple) -> torch.Tensor:
-        """The data mean image :math:`\mu`, shape (C, H, W) at image size ``size`` = (H, W)."""
+        r"""The data mean image :math:`\mu`, shape (C, H, W) at image size ``size`` = (H, W)."""
         return self.mean.expand(self.mean.shape[0], *size)
 
     def set_normalization(self, basis: str, constant: float, dim: int) -> None:
-        """Store the normalization constant :math:`\kappa` of ``basis``, measured as a mean per image
+        r"""Store the normalization constant :math:`\kappa` of ``basis``, measured as a mean per image
         of ``dim`` = C*H*W values (per pixel for a ``size_free`` model)."""
         self.log_norm[self._basis_index[basis]] = constant / dim if self.config.size_free else constant
 
