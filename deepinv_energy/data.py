@@ -264,8 +264,11 @@ NATURAL_TRAINING_PHOTOS = (
     + _photos(
         "wallpapers/{}/contents/images/2560x1600.jpg",
         "plasma-workspace-wallpapers",
-        [(n, "LGPL-3") for n in ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow",
-                                 "FallenLeaf", "Grey", "Kite", "OneStandsOut", "Path", "summer_1am")],
+        [
+            (n, "LGPL-3 (metadata.json); GPL-2+ (debian/copyright)")
+            for n in ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf",
+                      "Grey", "Kite", "OneStandsOut", "Path", "summer_1am")
+        ],
     )
     + _photos(
         "backgrounds/{}.jpg",
@@ -473,9 +476,11 @@ def _iter_training_photos(root, held_out):
         name = refs.get(_fingerprint(a))
         if name is None:  # a resized or re-encoded copy: same aspect, same 32 x 32 thumbnail
             aspect, t = a.shape[0] / a.shape[1], _thumbnail(a)
-            name = next((n for n, (r, u) in thumbs.items() if abs(aspect / r - 1) < 0.02 and float(t @ u) > 0.98), None)
+            same = (n for n, (r, u) in thumbs.items() if abs(aspect / r - 1) < 0.02 and float(t @ u) > 0.98)
+            name = next(same, None)
         if name is not None:
-            warnings.warn(f"natural photos: {path!r} is the held-out test photo {name!r}; left out of training.", stacklevel=3)
+            msg = f"natural photos: {path!r} is the held-out test photo {name!r}; left out of training."
+            warnings.warn(msg, stacklevel=3)
             continue
         yield path, a
 

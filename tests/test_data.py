@@ -312,7 +312,13 @@ def test_natural_spec_and_errors(tmp_path, monkeypatch):
 
 def test_natural_test_images():
     pytest.importorskip("skimage", reason="the held-out test photos are read from scikit-image's wheel")
-    from deepinv_energy.data import _HELD_OUT_SHA256, NATURAL_TEST_PHOTOS, _fingerprint, _held_out_arrays, natural_test_images
+    from deepinv_energy.data import (
+        _HELD_OUT_SHA256,
+        NATURAL_TEST_PHOTOS,
+        _fingerprint,
+        _held_out_arrays,
+        natural_test_images,
+    )
 
     gray = natural_test_images()
     assert list(gray) == list(NATURAL_TEST_PHOTOS)
@@ -353,7 +359,13 @@ def test_natural_test_split_crops_test_photos():
 @pytest.mark.slow
 def test_debian_training_photos_exclude_test_photos():
     """The installed Debian photos: all 38 found, none a held-out photo (decodes 38 JPEGs: ~20 s)."""
-    from deepinv_energy.data import _HELD_OUT_SHA256, DEFAULT_NATURAL_ROOT, NATURAL_TRAINING_PHOTOS, natural_training_files, photo_fingerprint
+    from deepinv_energy.data import (
+        _HELD_OUT_SHA256,
+        DEFAULT_NATURAL_ROOT,
+        NATURAL_TRAINING_PHOTOS,
+        natural_training_files,
+        photo_fingerprint,
+    )
 
     paths = [os.path.join(DEFAULT_NATURAL_ROOT, rel) for rel, _, _ in NATURAL_TRAINING_PHOTOS]
     if not all(os.path.isfile(p) for p in paths):
