@@ -218,6 +218,18 @@ def test_training_files_leave_out_held_out_copies(photo_root):
     assert {os.path.basename(f) for f in everything} == set(train) | {"holiday.png", "grey_as_rgb.bmp", "big.jpg"}
 
 
+def test_stored_fingerprints_catch_exact_copies_without_the_packages(photo_root, monkeypatch):
+    """Where scikit-image is missing, the fingerprints stored in the package still catch exact copies."""
+    import deepinv_energy.data as D
+
+    root, train, held_out = photo_root
+    monkeypatch.setattr(D, "_held_out_arrays", lambda strict: {})
+    monkeypatch.setattr(D, "_HELD_OUT_SHA256", {"secret": D._fingerprint(held_out["secret"])})
+    with pytest.warns(UserWarning, match="'secret'"):
+        files = D.natural_training_files(str(root))
+    assert {os.path.basename(f) for f in files} == set(train) | {"grey_as_rgb.bmp", "big.jpg"}
+
+
 def _all_crops(a, p):
     """Every p x p crop of a uint8 image under the eight flips / quarter turns, as float32 bytes."""
     x = torch.from_numpy(a).float() / 255
