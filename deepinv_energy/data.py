@@ -549,6 +549,8 @@ def natural_patches(
     if int(patch_size) != patch_size or patch_size < 1:
         raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}.")
     n = _default_patch_count(patch_size, gray) if n is None else int(n)
+    if n < 1:
+        raise ValueError(f"n must be a positive number of patches, got {n}.")
     if split == "train":  # a first pass checks every photo, the second decodes one at a time again
         paths = [p for p, a in _iter_training_photos(root, held_out) if gray or a.ndim == 3]
         scales, test_images = NATURAL_SCALES, None

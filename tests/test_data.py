@@ -310,6 +310,8 @@ def test_natural_spec_and_errors(tmp_path, monkeypatch):
         natural_patches(41, 3, root=str(tmp_path))
     with pytest.raises(ValueError, match="patch_size"):
         natural_patches(0, 3, root=str(tmp_path))
+    with pytest.raises(ValueError, match="n must be"):
+        natural_patches(8, 0, root=str(tmp_path))
     with pytest.raises(ValueError, match="split"):
         natural_patches(8, 3, split="valid", root=str(tmp_path))
     (tmp_path / "empty").mkdir()
