@@ -287,6 +287,58 @@ def test_loss_values_and_targets():
         covariance_score_matching_loss(model, x[:5], covs)
 
 
+@pytest.mark.parametrize("weighting", ["none", "edm"])
+def test_coefficient_loss_is_the_loss(weighting):
+    """coefficient_score_matching_loss (torch.func, in coefficients; the compiled trainer's loss) with
+    the noise draw_noise takes from a generator equals covariance_score_matching_loss with that
+    generator: values and parameter gradients, float64, both bases."""
+    from deepinv_energy.models.unet import EnergyUNet
+    from deepinv_energy.training.loss import coefficient_score_matching_loss, draw_noise
+
+    torch.manual_seed(0)
+    model = EnergyUNet(channels=1, height=8, width_px=8, base_channels=4, mult=(1, 2), input_scale="wiener")
+    model.set_data_statistics(torch.rand(64, 1, 8, 8))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model.double()
+    x = torch.rand(6, 1, 8, 8, dtype=torch.float64)
+    covs = [c.to(torch.float64) for c in CovarianceDistribution().sample(6, (1, 8, 8), torch.Generator().manual_seed(1))]
+    outs, grads = [], []
+    for fn in ("autograd", "func"):
+        model.zero_grad()
+        if fn == "autograd":
+            out = covariance_score_matching_loss(model, x, covs, torch.Generator().manual_seed(2), weighting=weighting)
+        else:
+            z = draw_noise(x, covs, torch.Generator().manual_seed(2))
+            out = coefficient_score_matching_loss(model, x, covs, z, weighting=weighting)
+        out["loss"].backward()
+        outs.append(out)
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]))
+    for key in ("loss", "den", "cov", "energy"):
+        torch.testing.assert_close(outs[1][key], outs[0][key], rtol=1e-10, atol=1e-10, msg=key)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-8, atol=1e-10)
+    with pytest.raises(TypeError, match="EnergyUNet"):
+        coefficient_score_matching_loss(EnergyModel(), x, covs, z)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("DEEPINV_ENERGY_TEST_COMPILE") != "1",
+                    reason="torch.compile of the double backward takes minutes (set DEEPINV_ENERGY_TEST_COMPILE=1)")
+def test_compiled_training_matches_eager(tmp_path):
+    """TrainConfig(compile=True) trains like the eager trainer: same losses to round-off over 3 steps,
+    and its resume is bit for bit."""
+    eager = train(_tiny_cfg(tmp_path / "eager", steps=3), progress=False)
+    comp = train(_tiny_cfg(tmp_path / "comp", steps=3, compile=True), progress=False)
+    one, two = _log_columns(tmp_path / "eager" / "log.csv"), _log_columns(tmp_path / "comp" / "log.csv")
+    torch.testing.assert_close(torch.tensor(two["loss"]), torch.tensor(one["loss"]), rtol=1e-4, atol=0)
+    for k, v in eager.model.state_dict().items():
+        torch.testing.assert_close(comp.model.state_dict()[k], v, rtol=1e-3, atol=1e-5, msg=k)
+    train(_tiny_cfg(tmp_path / "part", steps=3, compile=True), max_steps=2, progress=False)
+    resumed = train(_tiny_cfg(tmp_path / "part", steps=3, compile=True), resume=True, progress=False)
+    _states_equal(comp.model.state_dict(), resumed.model.state_dict())
+
+
 @pytest.mark.slow
 def test_training_learns_the_gaussian_score(tmp_path):
     """100 steps of the EnergyUNet on correlated Gaussian data (pixel basis) bring g and h closer

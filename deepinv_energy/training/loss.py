@@ -30,9 +30,9 @@ import math
 
 import torch
 
-from ..covariance import LAM_MAX, Covariance
+from ..covariance import LAM_MAX, Covariance, to_basis
 
-__all__ = ["covariance_score_matching_loss", "denoising_weight", "direct_denoising_loss", "normalization_constant"]
+__all__ = ["covariance_score_matching_loss", "coefficient_score_matching_loss", "draw_noise", "denoising_weight", "direct_denoising_loss", "normalization_constant"]
 
 
 def covariance_score_matching_loss(
@@ -58,22 +58,62 @@ def covariance_score_matching_loss(
         ``model.data_log_var(basis)``; see the module docstring).
     :return: dict with ``loss``, ``den``, ``cov`` (and ``energy``, the detached energies (B,)).
     """
-    dens, covls, energies = [], [], []
+    terms = []
     for xb, cov, z, lam_sqrt, y in _noisy_batches(x, covs, generator):
         u, g, h = model.energy_and_grads(y, cov, create_graph=True)
-        d = z[0].numel()
-        wt = denoising_weight(model, cov, weighting)
-        dens.append((wt * (lam_sqrt * cov.to_basis(g) - z) ** 2).flatten(1).sum(1) / d)
-        covls.append(((h - 0.5 * (1 - z**2)) ** 2).flatten(1).sum(1) / d)
-        energies.append(u.detach())
-    den = torch.cat(dens)
-    cvl = torch.cat(covls)
+        terms.append(_sample_terms(denoising_weight(model, cov, weighting), lam_sqrt, cov.to_basis(g), h, z) + (u.detach(),))
+    return _reduce(terms, w_cov, reduction)
+
+
+def coefficient_score_matching_loss(model, x: torch.Tensor, covs, noise, w_cov: float = 1.0, reduction: str = "mean",
+                                    weighting: str = "none"):
+    r"""The loss of :func:`covariance_score_matching_loss` for given noise, computed in the coefficients
+    of each covariance's basis with :func:`torch.func.grad` instead of ``torch.autograd.grad``: the form
+    :func:`torch.compile` traces as one graph and differentiates a second time
+    (``TrainConfig.compile``). For an orthonormal :math:`V`, :math:`c = V^\top(y - \mu) = V^\top(x - \mu)
+    + \sqrt\lambda\, z` and :math:`\nabla_c U = V^\top g`, so with the noise that
+    :func:`covariance_score_matching_loss` draws (:func:`draw_noise` with the same generator) it is the
+    same loss, to round-off. No validation and no host-device synchronization inside.
+
+    :param EnergyUNet model: the learned energy (its unchecked coefficient path is used).
+    :param torch.Tensor x: clean images (B, C, H, W).
+    :param list covs: covariance batches (consecutive slices of ``x``).
+    :param list noise: the standard normal noise ``z`` of each covariance batch (:func:`draw_noise`).
+    :return: the dict of :func:`covariance_score_matching_loss`.
+    """
+    if not hasattr(model, "_core"):
+        raise TypeError(f"coefficient_score_matching_loss needs an EnergyUNet, got {type(model).__name__}.")
+    terms = []
+    for (xb, cov), z in zip(_split(x, covs), noise):
+        basis, lv = cov.basis, cov.log_var.to(x.dtype)
+        lam_sqrt = torch.exp(0.5 * lv)
+        c = to_basis(xb - model.mean.to(x.dtype), basis) + lam_sqrt * z
+
+        def energy(c, lv, basis=basis):
+            gauss, net, b, kappa = model._terms(*model._core(c, basis, lv), basis, c.dtype)
+            u = gauss + net + b - kappa
+            return u.sum(), u
+
+        (gc, h), u = torch.func.grad(energy, argnums=(0, 1), has_aux=True)(c, lv)
+        wt = denoising_weight(model, Covariance.trusted(basis, lv), weighting)
+        terms.append(_sample_terms(wt, lam_sqrt, gc, h, z) + (u.detach(),))
+    return _reduce(terms, w_cov, reduction)
+
+
+def _sample_terms(wt, lam_sqrt, gc, h, z):
+    r"""Per-sample ``(L_den, L_cov)`` from the weight, :math:`\sqrt\lambda`, :math:`V^\top g`, :math:`h` and :math:`z`."""
+    d = z[0].numel()
+    return (wt * (lam_sqrt * gc - z) ** 2).flatten(1).sum(1) / d, ((h - 0.5 * (1 - z**2)) ** 2).flatten(1).sum(1) / d
+
+
+def _reduce(terms, w_cov, reduction):
+    den, cvl, energy = (torch.cat(t) for t in zip(*terms))
     loss = den + w_cov * cvl
     if reduction == "mean":
         loss, den, cvl = loss.mean(), den.mean(), cvl.mean()
     elif reduction != "none":
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}.")
-    return {"loss": loss, "den": den, "cov": cvl, "energy": torch.cat(energies)}
+    return {"loss": loss, "den": den, "cov": cvl, "energy": energy}
 
 
 def denoising_weight(model, cov: Covariance, weighting: str = "none"):
@@ -116,17 +156,29 @@ def direct_denoising_loss(model, x: torch.Tensor, covs, generator: torch.Generat
     return {"loss": den, "den": den, "cov": torch.zeros_like(den), "energy": None}
 
 
-def _noisy_batches(x: torch.Tensor, covs, generator):
-    """For each covariance batch (consecutive slices of ``x``): ``(x, cov, z, sqrt(lam), y)`` with
-    ``y = x + V(sqrt(lam) z)``, the noise drawn in order from ``generator``."""
+def _split(x: torch.Tensor, covs) -> list:
+    """``(x slice, covariance)`` pairs: the covariance batches take consecutive slices of ``x``."""
     if isinstance(covs, Covariance):
         covs = [covs]
     if sum(c.shape[0] for c in covs) != x.shape[0]:
         raise ValueError("the covariances' batch sizes must add up to the batch size of x.")
-    start = 0
+    out, start = [], 0
     for cov in covs:
-        xb = x[start : start + cov.shape[0]]
+        out.append((x[start : start + cov.shape[0]], cov))
         start += cov.shape[0]
+    return out
+
+
+def draw_noise(x: torch.Tensor, covs, generator=None) -> list:
+    """The standard normal noise ``z`` of each covariance batch, drawn in the order (and from the
+    generator state) in which :func:`covariance_score_matching_loss` draws it."""
+    return [torch.randn(xb.shape, generator=generator, dtype=x.dtype, device=x.device) for xb, _ in _split(x, covs)]
+
+
+def _noisy_batches(x: torch.Tensor, covs, generator):
+    """For each covariance batch (consecutive slices of ``x``): ``(x, cov, z, sqrt(lam), y)`` with
+    ``y = x + V(sqrt(lam) z)``, the noise drawn in order from ``generator``."""
+    for xb, cov in _split(x, covs):
         cov = cov.to(dtype=x.dtype, device=x.device)
         z = torch.randn(xb.shape, generator=generator, dtype=x.dtype, device=x.device)
         lam_sqrt = torch.exp(0.5 * cov.log_var)

@@ -1,13 +1,21 @@
 r"""Training loop for :class:`~deepinv_energy.models.unet.EnergyUNet`.
 
-Adam, gradient clipping, linear warmup + cosine (or constant) learning rate
-(:class:`torch.optim.lr_scheduler.LambdaLR`), EMA weights (:class:`torch.optim.swa_utils.AveragedModel`),
+Adam (fused), gradient clipping, linear warmup + cosine (or constant) learning rate
+(:class:`torch.optim.lr_scheduler.LambdaLR`), EMA weights (one ``torch._foreach_lerp_`` per step),
 a data order and noise that are pure functions of ``(seed, step, rank)``, atomic
 checkpoints (written to a temporary file, then ``os.replace``) every ``ckpt_every`` steps and
 on SIGTERM/SIGINT, bit-for-bit resume, a tqdm progress bar and a CSV log. Multi-process
 training with ``torchrun`` (gloo on CPU, nccl on CUDA): each rank takes a seeded shard of
 every global batch and the gradients are averaged with ``all_reduce`` (no DDP wrapper, so
 double backpropagation needs nothing special).
+
+Dispatch. A step reads nothing back from the device except on log steps (the statistics stay
+tensors until then). On CUDA the covariances are drawn on the CPU (a CPU generator seeded like
+the device one, so the draws differ from a CPU run's) and copied asynchronously, the images live
+on the device, and ``TrainConfig.precision="tf32"`` allows TF32 matrix products. ``compile=True``
+traces the loss with :func:`~deepinv_energy.training.loss.coefficient_score_matching_loss`
+(``torch.func.grad`` inside :func:`torch.compile`): about 5x fewer dispatched operations per step,
+minutes of compilation first (``benchmarks/results/training_speed.md``).
 
 Command line (wired to ``deepinv-energy train``)::
 
@@ -19,6 +27,7 @@ Command line (wired to ``deepinv-energy train``)::
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -30,14 +39,19 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
-from torch.optim.swa_utils import AveragedModel
 
 from .._checks import check_number
-from ..covariance import LAM_MAX, LAM_MIN
+from ..covariance import LAM_MAX, LAM_MIN, Covariance
 from ..data import load_images
 from ..models.unet import EnergyUNet, UNetConfig
 from .distribution import DEFAULT_FAMILIES, CovarianceDistribution
-from .loss import covariance_score_matching_loss, direct_denoising_loss, normalization_constant
+from .loss import (
+    coefficient_score_matching_loss,
+    covariance_score_matching_loss,
+    direct_denoising_loss,
+    draw_noise,
+    normalization_constant,
+)
 
 __all__ = [
     "TrainConfig",
@@ -117,6 +131,11 @@ class TrainConfig:
     :param bool allow_config_change: on resume, accept a checkpoint whose schedule fields
         (:data:`SCHEDULE_FIELDS`: lr, steps, w_cov, families, ema_decay, ...) differ from this run's;
         the changes are appended to ``out/changes.log``. Without it such a resume is refused.
+    :param bool compile: compute the energy loss with ``torch.compile`` (the ``torch.func`` form
+        :func:`~deepinv_energy.training.loss.coefficient_score_matching_loss`, same loss to round-off;
+        objective ``"energy"`` only). Minutes of compilation before the first step.
+    :param str precision: ``"float32"``, ``"bf16"`` (the loss under ``torch.autocast`` in bfloat16; energies and
+        losses still summed in float32) or ``"tf32"`` (TF32 matrix products on CUDA; float32 on CPU).
     """
 
     data: str = "fashion-mnist"
@@ -155,6 +174,8 @@ class TrainConfig:
     norm_images: int = 2000
     overwrite: bool = False
     allow_config_change: bool = False
+    compile: bool = False
+    precision: str = "float32"
 
     def model_config(self, shape) -> UNetConfig:
         C, H, W = shape
@@ -207,11 +228,11 @@ def check_config(cfg: TrainConfig) -> None:
     check_number("p_unobserved", cfg.p_unobserved, low=0, high=1)
     check_number("lam_min", cfg.lam_min, low=0, low_open=True)
     check_number("lam_max", cfg.lam_max, low=cfg.lam_min, low_open=True)
-    choices = {"schedule": ("cosine", "constant"), "objective": ("energy", "denoiser"), "loss_weight": ("none", "edm"),
-               "form": ("residual", "inner"), "input_scale": ("whiten", "wiener"), "split": ("train", "test")}
-    for key, allowed in choices.items():
+    for key, allowed in _CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ValueError(f"{key} must be one of {list(allowed)}, got {getattr(cfg, key)!r}.")
+    if cfg.compile and cfg.objective != "energy":
+        raise ValueError(f"compile=True is implemented for objective='energy', got objective={cfg.objective!r}.")
     unknown = [f for f in cfg.families if f not in ALL_FAMILIES]
     if unknown or not cfg.families:
         raise ValueError(f"families must be a non-empty list of {list(ALL_FAMILIES)}, got {list(cfg.families)!r}.")
@@ -256,15 +277,22 @@ class Trainer:
         self.model = EnergyUNet(cfg.model_config(self.shape))
         self.model.set_data_statistics(self.images)
         self.model.to(self.device)
-        # EMA of the weights; ``n_averaged`` starts at 1 so that the first update averages (with the
-        # warmed-up decay of _ema_avg) instead of copying; buffers follow the model
-        self.averaged = AveragedModel(self.model, avg_fn=self._ema_avg)
-        self.averaged.n_averaged.fill_(1)
-        #: the EMA model (an :class:`EnergyUNet`; what :meth:`finalize` exports)
-        self.ema = self.averaged.module.eval()
+        #: the EMA model (an :class:`EnergyUNet`; what :meth:`finalize` exports); its buffers are the
+        #: model's (data statistics, fixed during training)
+        self.ema = copy.deepcopy(self.model).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self._params = list(self.model.parameters())
+        self._ema_params = list(self.ema.parameters())
+        self.opt = torch.optim.Adam(self._params, lr=cfg.lr, fused=True)
+        if self.device.type == "cuda":
+            # the images live on the device (no copy per step) unless they exceed a quarter of its memory
+            if self.images.numel() * 4 < torch.cuda.get_device_properties(self.device).total_memory // 4:
+                self.images = self.images.to(self.device)
+            if cfg.precision == "tf32":
+                torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        self._loss_fn = torch.compile(coefficient_score_matching_loss) if cfg.compile else None
+        self._perm = (None, None)  # (epoch, permutation) of the last batch_indices call
         self.scheduler = self._scheduler(0)
         plain = cfg.objective == "denoiser"
         self.dist = CovarianceDistribution(
@@ -294,9 +322,10 @@ class Trainer:
         n, bg = self.images.shape[0], self.cfg.batch_size
         per_epoch = n // bg
         epoch, pos = divmod(step, per_epoch)
-        g = torch.Generator().manual_seed(_step_seed(self.cfg.seed, epoch, 10_007))
-        perm = torch.randperm(n, generator=g)
-        return perm[pos * bg : (pos + 1) * bg][self.rank :: self.world]
+        if self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(_step_seed(self.cfg.seed, epoch, 10_007))
+            self._perm = (epoch, torch.randperm(n, generator=g))
+        return self._perm[1][pos * bg : (pos + 1) * bg][self.rank :: self.world]
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
@@ -443,11 +472,12 @@ class Trainer:
         self._stop = True
 
     # ------------------------------------------------------------------ training
-    def _ema_avg(self, averaged, current, num_averaged):
-        """``AveragedModel``'s ``avg_fn``: decay warmed up as ``min(ema_decay, (1 + t) / (10 + t))``
-        at step ``t`` (after the update that produced ``current``)."""
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """EMA of the weights, decay warmed up as ``min(ema_decay, (1 + t) / (10 + t))`` at step ``t``
+        (counted after the update that produced the current weights): one foreach lerp."""
         t = self.step
-        return torch.lerp(averaged, current, 1 - min(self.cfg.ema_decay, (1 + t) / (10 + t)))
+        torch._foreach_lerp_(self._ema_params, self._params, 1 - min(self.cfg.ema_decay, (1 + t) / (10 + t)))
 
     def _scheduler(self, step: int):
         """The learning-rate schedule (:func:`lr_factor` of ``cfg``) positioned at ``step``."""
@@ -455,22 +485,42 @@ class Trainer:
             grp["initial_lr"] = self.cfg.lr  # the base of the schedule is this run's lr (it may change on resume)
         return torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(self.cfg, s), last_epoch=step - 1)
 
+    def _batch(self):
+        """This step's images, covariances (a list per basis) and generator of the noise ``z``."""
+        cfg = self.cfg
+        seed = _step_seed(cfg.seed, self.step, self.rank)
+        idx = self.batch_indices(self.step)
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        if self.device.type == "cpu":  # one generator for covariances and noise (runs before 2026-12-04 reproduced)
+            return self.images[idx], self.dist.sample(idx.numel(), self.shape, generator=gen), gen
+        # CUDA: draw the covariances on the CPU and copy them asynchronously (no synchronization)
+        covs = self.dist.sample(idx.numel(), self.shape, generator=torch.Generator().manual_seed(seed))
+        covs = [Covariance.trusted(c.basis, c.log_var.pin_memory().to(self.device, non_blocking=True)) for c in covs]
+        if self.images.device != self.device:
+            return self.images[idx].pin_memory().to(self.device, non_blocking=True), covs, gen
+        return self.images[idx.pin_memory().to(self.device, non_blocking=True)], covs, gen
+
+    def _loss(self, x, covs, gen) -> dict:
+        cfg = self.cfg
+        if cfg.objective == "denoiser":
+            return direct_denoising_loss(self.model, x, covs, generator=gen, weighting=cfg.loss_weight)
+        if self._loss_fn is not None:
+            return self._loss_fn(self.model, x, covs, draw_noise(x, covs, gen), w_cov=cfg.w_cov, weighting=cfg.loss_weight)
+        return covariance_score_matching_loss(self.model, x, covs, generator=gen, w_cov=cfg.w_cov, weighting=cfg.loss_weight)
+
     def train_step(self) -> dict:
+        """One optimizer step. Returns ``loss``, ``den``, ``cov`` and ``grad_norm`` as 0-d tensors on the
+        device (read them with ``float()`` only when needed: that synchronizes) and ``lr`` (float)."""
         cfg = self.cfg
         lr = self.opt.param_groups[0]["lr"]
-        x = self.images[self.batch_indices(self.step)].to(self.device)
-        gen = torch.Generator(device=self.device).manual_seed(_step_seed(cfg.seed, self.step, self.rank))
-        covs = self.dist.sample(x.shape[0], self.shape, generator=gen, device=self.device)
+        x, covs, gen = self._batch()
         self.model.train()
-        if cfg.objective == "denoiser":
-            out = direct_denoising_loss(self.model, x, covs, generator=gen, weighting=cfg.loss_weight)
-        else:
-            out = covariance_score_matching_loss(self.model, x, covs, generator=gen, w_cov=cfg.w_cov,
-                                                 weighting=cfg.loss_weight)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            out = self._loss(x, covs, gen)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        stats = torch.stack([out["loss"].detach(), out["den"].detach(), out["cov"].detach()])
+        params = [p for p in self._params if p.grad is not None]
+        stats = torch.stack([out["loss"].detach(), out["den"].detach(), out["cov"].detach()]).float()
         if self.distributed:
             flat = torch.cat([p.grad.reshape(-1) for p in params])
             torch.distributed.all_reduce(flat)
@@ -484,13 +534,12 @@ class Trainer:
         if cfg.grad_clip > 0:
             gn = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         else:
-            gn = torch.sqrt(sum((p.grad**2).sum() for p in params))
+            gn = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
         self.opt.step()
         self.scheduler.step()
         self.step += 1
-        with torch.no_grad():
-            self.averaged.update_parameters(self.model)
-        return {"loss": stats[0].item(), "den": stats[1].item(), "cov": stats[2].item(), "lr": lr, "grad_norm": float(gn)}
+        self._update_ema()
+        return {"loss": stats[0], "den": stats[1], "cov": stats[2], "lr": lr, "grad_norm": gn.detach()}
 
     def _agree_stop(self) -> bool:
         if not self.distributed:
@@ -533,6 +582,7 @@ class Trainer:
                 n_last += cfg.batch_size
                 bar.update(1)
                 if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == end):
+                    stats = {k: float(v) for k, v in stats.items()}  # the only read-back of a step
                     now = time.time()
                     ips = n_last / max(now - t_last, 1e-9)
                     t_last, n_last = now, 0
@@ -554,7 +604,7 @@ class Trainer:
                 fh.close()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
-        return stats
+        return {k: float(v) for k, v in stats.items()}
 
     def finalize(self, path_dir: str | None = None, name: str = "model") -> EnergyUNet:
         """Normalize the EMA model (one constant per basis, at ``lam_max``) and save it.
@@ -596,7 +646,8 @@ def train(config: TrainConfig | None = None, resume: bool = False, images: torch
 
 #: choices of the string options of :class:`TrainConfig` on the command line.
 _CHOICES = {"split": ("train", "test"), "schedule": ("cosine", "constant"), "loss_weight": ("none", "edm"),
-            "objective": ("energy", "denoiser"), "form": ("residual", "inner"), "input_scale": ("whiten", "wiener")}
+            "objective": ("energy", "denoiser"), "form": ("residual", "inner"), "input_scale": ("whiten", "wiener"),
+            "precision": ("float32", "bf16", "tf32")}
 
 
 def _field_help() -> dict:
