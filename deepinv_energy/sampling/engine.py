@@ -75,10 +75,12 @@ class SamplerDiagnostics:
     def path_kl(self) -> torch.Tensor:
         r"""(N,) :math:`-\sum_k \log w_k` of each chain; its mean over the chains is an unbiased
         estimate of :math:`\mathrm{KL}(Q \,\|\, P)` between the law :math:`Q` of the sampler's
-        path of states and the exact reverse diffusion :math:`P` started at the same first level,
-        which bounds the KL divergence of the last level's draws from its exact target (data
-        processing). Exact for a normalized energy; for the closed-form energies it measures the
-        discretization error of the schedule (``benchmarks/sampler_exactness.py``)."""
+        path of states (predictor steps) and the exact reverse diffusion :math:`P` along the same
+        levels from the same first state, which bounds the KL divergence of the last level's states
+        from :math:`P`'s (data processing); those follow the last level's exact target when the first
+        state does, and Metropolis-adjusted corrector steps leave that unchanged. It assumes energies
+        normalized across covariances (exact for the closed-form energies, for which it measures
+        the schedule's discretization error: ``benchmarks/sampler_exactness.py``)."""
         if self.log_weight is None:
             raise ValueError("these diagnostics carry no log weights.")
         return -torch.where(torch.isnan(self.log_weight), 0.0, self.log_weight).sum(0)
