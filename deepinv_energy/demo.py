@@ -11,7 +11,7 @@ import torch
 
 from .problems import simulate
 
-__all__ = ["bundled_test_images", "demo_physics", "run_demo"]
+__all__ = ["bundled_test_images", "demo_physics", "run_demo", "show_panel"]
 
 
 def bundled_test_images(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,11 +76,15 @@ def run_demo(model=None, n_images: int = 3, n_samples: int = 4, n_levels: int = 
     x, _ = bundled_test_images(n_images)
     psnr = dinv.metric.PSNR()
     sampler = PredictorCorrectorSampler(model, sigma_max=10.0, sigma_min=0.01, n_levels=n_levels, n_corrector=0,
-                                        predictor="covariance")
+                                        predictor="covariance", verbose=verbose)
     mmse = EnergyMMSE(model, lam_min=sampler.iterator.lam_min, lam_max=sampler.iterator.lam_max,
                       fill=sampler.iterator.fill)
     results, rows = {}, []
-    for t, (name, physics) in enumerate(demo_physics(n_images, seed=seed).items()):
+    tasks = demo_physics(n_images, seed=seed)
+    if verbose:
+        print(f"restoring {n_images} bundled test image(s) on {len(tasks)} tasks: {n_samples} posterior draws of "
+              f"{n_levels} levels each, then one evaluation", flush=True)
+    for t, (name, physics) in enumerate(tasks.items()):
         start = time.perf_counter()
         y = simulate(physics, x, torch.Generator().manual_seed(seed + t))
         draws = sampler.draw(y, physics, n=n_samples, seed=seed + t)
@@ -98,6 +102,9 @@ def run_demo(model=None, n_images: int = 3, n_samples: int = 4, n_levels: int = 
             "seconds_mmse": seconds_mmse,
         }
         rows += [(name, obs[i], mean[i], std[i], x[i]) for i in range(n_images)]
+        if verbose:
+            r = results[name]
+            print(f"  {name}: done in {seconds + seconds_mmse:.1f}s", flush=True)
     if verbose:
         print(f"PSNR: sampler = mean of {n_samples} predictor-corrector draws ({n_levels} levels); "
               "1-eval = EnergyMMSE, the posterior mean from one energy evaluation")
@@ -112,20 +119,34 @@ def run_demo(model=None, n_images: int = 3, n_samples: int = 4, n_levels: int = 
     return results
 
 
+def show_panel(ax, img, std: bool = False):
+    """Show one (C, H, W) or (H, W) image on a matplotlib axis: grey on [0, 1], or, for a standard
+    deviation (``std=True``), the magma map on its own scale ``[0, max]`` with a colour bar (std maps of
+    different tasks and images differ by orders of magnitude, so no scale is shared)."""
+    import matplotlib.pyplot as plt
+
+    a = img.detach().cpu().float().squeeze().numpy()
+    if std:
+        im = ax.imshow(a, cmap="magma", vmin=0, vmax=max(float(a.max()), 1e-12))
+        bar = plt.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+        bar.ax.tick_params(labelsize=6)
+    else:
+        ax.imshow(a, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([]), ax.set_yticks([])
+
+
 def _figure(rows, out):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    titles = ["observation", "restoration (mean)", "posterior std", "ground truth"]
-    fig, axes = plt.subplots(len(rows), 4, figsize=(6.4, 1.6 * len(rows)), squeeze=False)
+    titles = ["observation", "restoration (mean)", "posterior std\n(own scale per row)", "ground truth"]
+    fig, axes = plt.subplots(len(rows), 4, figsize=(7.2, 1.7 * len(rows)), squeeze=False)
     for r, (name, *imgs) in enumerate(rows):
         for c, img in enumerate(imgs):
             ax = axes[r, c]
-            ax.imshow(img[0].detach().cpu().numpy(), cmap="magma" if c == 2 else "gray",
-                      vmin=0, vmax=None if c == 2 else 1)
-            ax.set_xticks([]), ax.set_yticks([])
+            show_panel(ax, img, std=c == 2)
             if r == 0:
                 ax.set_title(titles[c], fontsize=8)
             if c == 0:

@@ -32,8 +32,9 @@ Metropolis test of its corrector uses energy *values* at the covariances of the 
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field, fields
-from numbers import Integral
 
 import deepinv as dinv
 import torch
@@ -135,7 +136,9 @@ class SplitGibbsIterator(EnergySamplingIterator):
             settings = SamplerSettings(**{"mh": True, "predictor": "covariance", **kwargs})
             kwargs = {}
         self.rhos = check_schedule(rhos, lam_min=settings.lam_min, lam_max=settings.lam_max)
-        per_rho = [sweeps] * len(self.rhos) if isinstance(sweeps, Integral) else list(sweeps)
+        if not isinstance(sweeps, (list, tuple, torch.Tensor)):  # one value: an integer >= 1 (1.5 -> a clear error)
+            sweeps = [check_number("sweeps", sweeps, integer=True, low=1)] * len(self.rhos)
+        per_rho = [int(s) if isinstance(s, torch.Tensor) and not s.is_floating_point() else s for s in list(sweeps)]
         if len(per_rho) != len(self.rhos):
             raise ValueError(f"sweeps must be an integer or one integer per rho ({len(self.rhos)}), got {sweeps!r}.")
         #: Gibbs sweeps at each value of rho.
@@ -170,10 +173,20 @@ class SplitGibbsIterator(EnergySamplingIterator):
             raise ValueError("y must be finite.")
         y = y.to(work_dtype(model, y))
         noise_var = noise_std(physics, y.shape[0], dtype=y.dtype, device=y.device) ** 2
-        shape = tuple(physics.A_adjoint(y).shape)
+        try:
+            back = physics.A_adjoint(y)
+            again = physics.A(back)
+        except (RuntimeError, ValueError, IndexError) as err:
+            raise ValueError(f"y of shape {tuple(y.shape)} is not a measurement of this physics "
+                             f"({type(physics).__name__}): {' '.join(str(err).split())[:160]}") from None
+        shape = tuple(back.shape)
         if len(shape) != 4:
             raise ValueError(f"physics.A_adjoint(y) must be images (B, C, H, W), got shape {shape}.")
+        if tuple(again.shape) != tuple(y.shape):
+            raise ValueError(f"y has shape {tuple(y.shape)} but this physics measures {tuple(again.shape)}: "
+                             f"not a measurement of this physics.")
         check_model_shape(model, shape)
+        _check_adjoint(physics, back, y)
         return _Measurement(y, physics, noise_var.clamp(min=self.lam_min), shape[1:])
 
     def unconditional_problem(self, model, image_shape):
@@ -236,6 +249,12 @@ class SplitGibbsIterator(EnergySamplingIterator):
                     rhos.append(rho), iters.append(it), resid.append(res), accs.append(out.diagnostics.acceptance_rate)
                     bar.update(1)
                     bar.set_postfix(rho=f"{rho:.3g}", cg=it)
+        worst = max(range(len(resid)), key=resid.__getitem__)
+        if resid[worst] > 10 * self.cg_tol and iters[worst] >= self.cg_max_iter:
+            warnings.warn(f"the conjugate gradient of the z-step stopped at cg_max_iter={self.cg_max_iter} with relative "
+                          f"residual {resid[worst]:.3g} (cg_tol {self.cg_tol:g}, rho {rhos[worst]:.3g}): the z-steps are "
+                          f"inexact and the draws biased; raise cg_max_iter (diagnostics.cg_residual has every "
+                          f"sweep's).", stacklevel=4)
         shape = (n, b, *m.image_shape)
         diag = SplitGibbsDiagnostics(
             nfe=sum(p.nfe for p in parts),
@@ -249,6 +268,23 @@ class SplitGibbsIterator(EnergySamplingIterator):
         )
         return SamplerOutput(x.to(out_dtype).reshape(shape), out.y[0].to(out_dtype).reshape(shape),
                              out.lam[0].reshape(shape), out.variance[0].to(out_dtype).reshape(shape), out.basis, diag)
+
+
+def _check_adjoint(physics, x_like, y_like, tol: float = 1e-3) -> None:
+    r"""Raise a ``ValueError`` unless ``physics`` is linear with ``A_adjoint`` its adjoint, checked once on
+    random vectors: :math:`\langle A u, v\rangle = \langle u, A^\top v\rangle` and :math:`A(2u) = 2Au` (a
+    wrong adjoint or a non-linear operator makes the z-step diverge)."""
+    g = torch.Generator(device=x_like.device).manual_seed(0)
+    u = torch.randn(x_like.shape, generator=g, dtype=x_like.dtype, device=x_like.device)
+    v = torch.randn(y_like.shape, generator=g, dtype=y_like.dtype, device=y_like.device)
+    au = physics.A(u)
+    lhs, rhs = (au * v).sum().item(), (u * physics.A_adjoint(v)).sum().item()
+    scale = au.norm().item() * v.norm().item() + 1e-30
+    if abs(lhs - rhs) > tol * scale:
+        raise ValueError(f"physics.A_adjoint is not the adjoint of physics.A (<Au, v> = {lhs:.4g}, <u, A^T v> = "
+                         f"{rhs:.4g}): split Gibbs needs a linear physics with its exact adjoint.")
+    if (physics.A(2 * u) - 2 * au).norm().item() > tol * (2 * au.norm().item() + 1e-30):
+        raise ValueError("physics.A is not linear (A(2u) != 2 A(u)): split Gibbs needs a linear physics.")
 
 
 class SplitGibbsSampler(_EnergySampler):

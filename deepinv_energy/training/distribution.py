@@ -52,7 +52,7 @@ from deepinv.physics.functional import gaussian_blur
 from deepinv.physics.generator import MotionBlurGenerator
 from deepinv.physics.noise import GaussianNoise
 
-from .._checks import check_variance_range
+from .._checks import check_number, check_variance_range
 from ..covariance import LAM_MAX, LAM_MIN, Covariance
 from ..problems import blur_spectrum  # re-exported: its home is problems.py, beside the other spectra of physics
 from ..problems import to_denoising_problem
@@ -129,7 +129,17 @@ class CovarianceDistribution:
             raise ValueError(f"unknown families {unknown}; choose among {ALL_FAMILIES}.")
         check_variance_range(lam_min, lam_max)
         self.families = families
-        self.weights = {f: float((weights or {}).get(f, 1.0)) for f in families}
+        weights = dict(weights or {})
+        stray = [k for k in weights if k not in families]
+        if stray:
+            raise ValueError(f"weights has keys {stray} that are not among the families {families}.")
+        for k, v in weights.items():
+            check_number(f"weights[{k!r}]", v, low=0)
+        if weights and not any(weights.get(f, 1.0) > 0 for f in families):
+            raise ValueError("weights must give at least one family a positive weight.")
+        for name, v in (("p_pixel", p_pixel), ("p_useful", p_useful), ("p_channel_independent", p_channel_independent)):
+            check_number(name, v, low=0, high=1)
+        self.weights = {f: float(weights.get(f, 1.0)) for f in families}
         #: the families of this distribution in each basis that has some
         self.basis_families = {b: [f for f in families if f in fams] for b, fams in BASIS_FAMILIES.items()}
         self.basis_families = {b: fams for b, fams in self.basis_families.items() if fams}

@@ -84,15 +84,16 @@ fig.tight_layout()
 
 # %%
 # The two uncertainty maps: the standard deviation over the 4 posterior draws and the
-# one-evaluation posterior standard deviation of :class:`~deepinv_energy.EnergyMMSE`.
+# one-evaluation posterior standard deviation of :class:`~deepinv_energy.EnergyMMSE`. Each panel
+# has its own scale (its colour bar): the two estimates differ in magnitude, and a shared scale
+# would show the smaller one as black.
 
-fig, axes = plt.subplots(1, 4, figsize=(8.6, 2.4))
-vmax = float(max(std.max(), std_mmse.max()))
+from deepinv_energy.demo import show_panel  # noqa: E402
+
+fig, axes = plt.subplots(1, 4, figsize=(9.2, 2.4))
 for i in range(2):
     for j, (name, s) in enumerate([("std of 4 draws", std), ("EnergyMMSE std", std_mmse)]):
         ax = axes[2 * i + j]
-        im = ax.imshow(s[i, 0].detach(), cmap="magma", vmin=0, vmax=vmax)
+        show_panel(ax, s[i], std=True)
         ax.set_title(f"image {i + 1}: {name}", fontsize=8)
-        ax.set_axis_off()
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
 fig.tight_layout()
