@@ -6,7 +6,7 @@ import argparse
 import math
 from numbers import Integral, Real
 
-__all__ = ["check_number", "arg_number", "check_variance_range"]
+__all__ = ["check_number", "arg_number", "check_variance_range", "warn_outside_training"]
 
 
 def _describe(integer, low, high, low_open, high_open) -> str:
@@ -38,6 +38,23 @@ def check_variance_range(lam_min, lam_max) -> None:
     """Raise a ``ValueError`` unless ``0 < lam_min < lam_max < inf`` (the variance range of a problem)."""
     if not (0 < lam_min < lam_max) or not math.isfinite(lam_max):
         raise ValueError(f"need 0 < lam_min < lam_max < inf, got lam_min={lam_min}, lam_max={lam_max}.")
+
+
+def warn_outside_training(model, stacklevel: int = 3, **variances) -> None:
+    """Warn when a variance (name=value) lies outside the range the model was trained on
+    (``model.config.lam_min`` / ``lam_max``, for models that have a config): the energy there is an
+    extrapolation."""
+    import warnings
+
+    config = getattr(model, "config", None)
+    lo, hi = getattr(config, "lam_min", None), getattr(config, "lam_max", None)
+    if lo is None or hi is None:
+        return
+    for name, v in variances.items():
+        if not lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9):
+            warnings.warn(f"{name}={v:g} is outside the variance range the model was trained on "
+                          f"[{lo:g}, {hi:g}] (model.config): its energy there is an extrapolation and the estimate "
+                          f"is usually worse; keep {name} within the trained range.", stacklevel=stacklevel)
 
 
 def arg_number(integer: bool = False, **bounds):

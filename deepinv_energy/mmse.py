@@ -9,7 +9,7 @@ from numbers import Real
 import torch
 from deepinv.models import Reconstructor
 
-from ._checks import check_variance_range
+from ._checks import check_variance_range, warn_outside_training
 from .models.base import EnergyModel, check_model_shape, work_dtype
 from .problems import LAM_MAX, LAM_MIN, DenoisingProblem, check_supported, to_denoising_problem
 from .covariance import pixel_variance
@@ -147,7 +147,7 @@ class EnergyMMSE(Reconstructor):
             if not isinstance(v, Real) or isinstance(v, bool) or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v!r}.")
         check_variance_range(lam_min, lam_max)
-        _warn_outside_training(model, lam_min=lam_min, lam_max=lam_max)
+        warn_outside_training(model, lam_min=lam_min, lam_max=lam_max)
         self.model = model
         self.lam_min, self.lam_max, self.fill = float(lam_min), float(lam_max), float(fill)
 
@@ -195,19 +195,3 @@ class EnergyMMSE(Reconstructor):
         """
         m = self.moments(y, physics)
         return (m.mean, m.std) if return_std else m.mean
-
-
-def _warn_outside_training(model, **variances) -> None:
-    """Warn when a variance setting lies outside the range the model was trained on
-    (``model.config.lam_min`` / ``lam_max``, for models that have a config)."""
-    import warnings
-
-    config = getattr(model, "config", None)
-    lo, hi = getattr(config, "lam_min", None), getattr(config, "lam_max", None)
-    if lo is None or hi is None:
-        return
-    for name, v in variances.items():
-        if not lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9):
-            warnings.warn(f"{name}={v:g} is outside the variance range the model was trained on "
-                          f"[{lo:g}, {hi:g}] (model.config): its energy there is an extrapolation and the estimate "
-                          f"is usually worse; keep {name} within the trained range.", stacklevel=3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from deepinv.optim import Prior
 
+from ._checks import warn_outside_training
 from .covariance import Covariance, check_image
 from .models.base import EnergyModel, work_dtype
 
@@ -57,6 +58,7 @@ class EnergyPrior(Prior):
         if not (s > 0).all():
             raise ValueError("sigma must be positive.")
         work = work_dtype(self.model, x)  # float64/float16 input: computed in the model's dtype
+        warn_outside_training(self.model, stacklevel=4, **{"sigma**2": float(s.max()) ** 2})
         return Covariance.from_sigma(s, x.to(work))
 
     def fn(self, x: torch.Tensor, sigma=None, *args, **kwargs) -> torch.Tensor:

@@ -472,3 +472,8 @@ def test_family_step_refuses_bad_batch_size(batch_size):
     family = GaussianBlurFamily(SHAPE, widths=[0.5, 1.0])
     with pytest.raises(ValueError, match="batch_size"):
         family.step(batch_size=batch_size)
+
+
+def test_box_family_refuses_a_box_that_never_fits():
+    with pytest.raises(ValueError, match="fits the 6x6 image"):
+        BoxInpaintingFamily(SHAPE, sizes=[7])

@@ -398,3 +398,17 @@ def test_mmse_warns_outside_the_trained_variance_range(setting, warns):
     assert len(msgs) == (1 if warns else 0), msgs
     if warns:
         assert next(iter(setting)) in msgs[0]
+
+
+def test_prior_warns_outside_the_trained_variance_range():
+    """EnergyPrior at sigma**2 above model.config.lam_max (1e3 by default) warns: the energy is extrapolated."""
+    import warnings
+
+    from deepinv_energy import EnergyUNet
+
+    prior = EnergyPrior(EnergyUNet(channels=1, height=8, width_px=8, base_channels=8, mult=(1, 2)), sigma=100.0)
+    with pytest.warns(UserWarning, match="sigma\\*\\*2=10000 is outside"):
+        prior.fn(torch.rand(1, *SHAPE))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prior.fn(torch.rand(1, *SHAPE), sigma=1.0)

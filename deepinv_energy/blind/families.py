@@ -102,10 +102,14 @@ class OperatorFamily(PhysicsGenerator):
         """(N,) bool: which parameter combinations are admissible (all by default)."""
         return torch.ones(next(iter(theta.values())).shape[0], dtype=torch.bool)
 
+    def grid_product(self) -> dict:
+        """The Cartesian product of the grids (admissible or not): parameter name -> (N,) values."""
+        combos = torch.tensor(list(itertools.product(*[v.tolist() for v in self.grid.values()])), dtype=torch.float64)
+        return {k: combos[:, i] for i, k in enumerate(self.grid)}
+
     def candidates(self) -> dict:
         """The joint grid: parameter name -> (N,) values."""
-        combos = torch.tensor(list(itertools.product(*[v.tolist() for v in self.grid.values()])), dtype=torch.float64)
-        theta = {k: combos[:, i] for i, k in enumerate(self.grid)}
+        theta = self.grid_product()
         keep = self.valid(theta)
         if not keep.any():
             raise ValueError("no admissible parameter combination in the grid.")
@@ -258,6 +262,9 @@ class BoxInpaintingFamily(OperatorFamily):
             raise ValueError("noise levels must be >= 0.")
         if fill_std < 0:
             raise ValueError("fill_std must be >= 0.")
+        if not self.valid(self.grid_product()).any():
+            raise ValueError(f"no box of sizes {self.grid['size'].tolist()} at the given tops/lefts fits the "
+                             f"{h}x{w} image.")
         if fill_std == 0 and self.grid["size"].numel() > 1:
             raise ValueError("with a constant fill (fill_std=0), give a single box size: evidences of different "
                              "sizes would be densities of different dimensions.")
