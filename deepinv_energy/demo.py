@@ -103,7 +103,6 @@ def run_demo(model=None, n_images: int = 3, n_samples: int = 4, n_levels: int = 
         }
         rows += [(name, obs[i], mean[i], std[i], x[i]) for i in range(n_images)]
         if verbose:
-            r = results[name]
             print(f"  {name}: done in {seconds + seconds_mmse:.1f}s", flush=True)
     if verbose:
         print(f"PSNR: sampler = mean of {n_samples} predictor-corrector draws ({n_levels} levels); "
