@@ -705,6 +705,9 @@ def main_train(argv=None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        from ..cli import _check_train_args  # the command line's checks (--stop-at, --data gmm:..., --device, checkpoints)
+
+        _check_train_args(args)
         return run_from_args(args)
     except (ValueError, OSError) as err:  # configuration and file errors: one line, no traceback
         print(f"deepinv-energy train: error: {err}", file=sys.stderr)
