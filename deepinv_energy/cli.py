@@ -25,7 +25,7 @@ _INT0 = arg_number(integer=True, low=0)
 _INT2 = arg_number(integer=True, low=2)
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """A mistake in the command line: printed without a traceback."""
 
 
