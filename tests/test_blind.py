@@ -477,3 +477,14 @@ def test_family_step_refuses_bad_batch_size(batch_size):
 def test_box_family_refuses_a_box_that_never_fits():
     with pytest.raises(ValueError, match="fits the 6x6 image"):
         BoxInpaintingFamily(SHAPE, sizes=[7])
+
+
+def test_fit_check_flags_a_family_that_does_not_explain_the_measurement(model):
+    """Exact energy: measurements of noise 0.1 score like re-simulated ones under a grid holding 0.1 (deficit
+    ~0 nats/pixel), measurements of noise 0.6 far below under a grid stopping at 0.15."""
+    family = DenoisingFamily(SHAPE, noise=[0.05, 0.1, 0.15])
+    est = BlindEstimator(model, family, lam_max=LAM_MAX)
+    good = est.fit_check(simulate(model, family, {"noise": [0.1] * 4}, seed=40).float())
+    bad = est.fit_check(simulate(model, family, {"noise": [0.6] * 4}, seed=41).float())
+    assert good["deficit"].abs().max() < 0.25 and bad["deficit"].min() > 1.0, (good["deficit"], bad["deficit"])
+    assert torch.allclose(good["deficit"], (good["reference"] - good["log_evidence"]) / 36)
