@@ -22,6 +22,12 @@ REGISTRY = {
         "description": "EnergyUNet on Fashion-MNIST 28x28 grey, pixel + Hartley bases, "
         f"variances {LAM_MIN:g} .. {LAM_MAX:g}.",
     },
+    "natural-gray": {
+        "stem": "natural-gray",
+        "description": "size-free EnergyUNet on gray natural photographs (any H, W divisible by 8), trained on "
+        "32x32 patches of Debian wallpaper photos; an early CPU checkpoint (see its metadata), "
+        f"variances {LAM_MIN:g} .. {LAM_MAX:g}.",
+    },
 }
 
 

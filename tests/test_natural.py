@@ -1,0 +1,47 @@
+"""The bundled natural-image model on a held-out photo of any size (Python API).
+
+The photo is a crop of scikit-image's ``camera``, never used in training (tests/test_data.py checks
+the exclusion). What the model achieves is measured in benchmarks/results/natural.md; here: it loads,
+takes several sizes, and a 256x256 restoration improves on its measurement.
+"""
+
+import deepinv as dinv
+import pytest
+import torch
+
+from deepinv_energy import Covariance, EnergyMMSE, EnergyUNet
+
+pytest.importorskip("skimage", reason="the held-out test photos come from scikit-image's wheel")
+from deepinv_energy.data import natural_test_images  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    return EnergyUNet.from_pretrained("natural-gray")
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return natural_test_images(names=["camera"])["camera"][None, :, 128:384, 128:384].contiguous()
+
+
+def test_natural_model_is_size_free(model):
+    assert model.image_shape is None and model.config.size_free
+    for h, w in ((32, 32), (64, 48), (256, 256)):
+        y = torch.rand(1, 1, h, w)
+        for basis in ("pixel", "hartley"):
+            u = model.energy(y, Covariance.isotropic(0.01, y, basis))
+            assert u.shape == (1,) and torch.isfinite(u).all()
+    with pytest.raises(ValueError, match="multiples of 2\\*\\*depth"):
+        model.energy(torch.rand(1, 1, 30, 32), Covariance.isotropic(0.01, torch.rand(1, 1, 30, 32)))
+
+
+def test_natural_model_restores_a_held_out_256_photo(model, photo):
+    physics = dinv.physics.Inpainting(photo.shape[1:], mask=0.5, noise_model=dinv.physics.GaussianNoise(0.01),
+                                      rng=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    y = physics(photo)
+    x_hat, std = EnergyMMSE(model)(y, physics, return_std=True)
+    assert x_hat.shape == photo.shape and torch.isfinite(x_hat).all() and torch.isfinite(std).all()
+    psnr = dinv.metric.PSNR()
+    assert float(psnr(x_hat, photo)) > float(psnr(y, photo)) + 3.0
