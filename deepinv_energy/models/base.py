@@ -6,9 +6,10 @@ import math
 
 import torch
 
-from ..covariance import Covariance, check_image, from_basis, to_basis  # check_image: re-exported (its home is covariance.py)
+from ..covariance import LAM_MAX, LAM_MIN, Covariance, check_image, from_basis, to_basis  # check_image: re-exported (its home is covariance.py)
 
-__all__ = ["EnergyModel", "bits_per_dim", "check_image", "check_model_shape", "posterior_variance", "work_dtype"]
+__all__ = ["EnergyModel", "bits_per_dim", "check_image", "check_model_shape", "posterior_variance", "trained_variance_range",
+           "work_dtype"]
 
 
 def posterior_variance(lam: torch.Tensor, gc: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -48,6 +49,18 @@ def work_dtype(model, like: torch.Tensor) -> torch.dtype:
         if t.is_floating_point():
             return t.dtype
     return like.dtype
+
+
+def trained_variance_range(model) -> tuple:
+    """``(lam_min, lam_max)`` a model was trained on: ``model.config.lam_min`` / ``lam_max`` when the
+    model has a config (a learned :class:`~deepinv_energy.EnergyUNet`), else the package's range
+    (:data:`~deepinv_energy.covariance.LAM_MIN`, :data:`~deepinv_energy.covariance.LAM_MAX`; the
+    closed-form models are exact at every variance). The samplers and
+    :class:`~deepinv_energy.EnergyMMSE` default to it.
+    """
+    config = getattr(model, "config", None)
+    lo, hi = getattr(config, "lam_min", None), getattr(config, "lam_max", None)
+    return (float(lo), float(hi)) if lo is not None and hi is not None else (LAM_MIN, LAM_MAX)
 
 
 def check_model_shape(model, shape) -> None:
