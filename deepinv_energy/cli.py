@@ -36,8 +36,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _model_shape(name) -> tuple:
-    """(C, H, W) the model ``name`` takes, read from its JSON config only (no weights, no torch)."""
+def _model_config(name) -> dict:
+    """The JSON config of the model ``name`` (no weights, no torch)."""
     import json
 
     from .models.pretrained import resolve_pretrained
@@ -46,16 +46,31 @@ def _model_shape(name) -> tuple:
     try:
         with open(cpath) as fh:
             c = json.load(fh)["config"]
-        return int(c["channels"]), int(c["height"]), int(c["width_px"])
+        int(c["channels"]), int(c["height"]), int(c["width_px"]), len(c.get("mult", (1, 2, 2)))
+        return c
     except (ValueError, KeyError, TypeError) as err:
         raise UserError(f"cannot read model config {cpath!r}: {err}") from None
 
 
+def _model_shape(name) -> tuple:
+    """(C, H, W) the model ``name`` takes (for a size-free model: the size of its training patches)."""
+    c = _model_config(name)
+    return int(c["channels"]), int(c["height"]), int(c["width_px"])
+
+
 def _check_fits(name, shape, what="image"):
     """Refuse, before anything heavy is loaded, an image the model ``name`` cannot take."""
+    cfg = _model_config(name)
     expected = _model_shape(name)
+    c, h, w = expected
+    if cfg.get("size_free"):
+        f = 2 ** (len(cfg.get("mult", (1, 2, 2))) - 1)
+        if len(shape) != 3 or shape[0] != c or shape[1] % f or shape[2] % f:
+            raise UserError(f"the {what} is {tuple(shape)} (channels, height, width) but model {name!r} takes "
+                            f"{'grey' if c == 1 else str(c) + '-channel'} images whose height and width are "
+                            f"multiples of {f}; crop the image (e.g. to {shape[1] // f * f}x{shape[2] // f * f})")
+        return
     if tuple(shape) != expected:
-        c, h, w = expected
         raise UserError(f"the {what} is {tuple(shape)} (channels, height, width) but model {name!r} takes "
                         f"{'grey' if c == 1 else str(c) + '-channel'} {h}x{w} images only {expected}; "
                         f"resize the image or give --model a model of that size")

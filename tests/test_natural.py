@@ -45,3 +45,24 @@ def test_natural_model_restores_a_held_out_256_photo(model, photo):
     assert x_hat.shape == photo.shape and torch.isfinite(x_hat).all() and torch.isfinite(std).all()
     psnr = dinv.metric.PSNR()
     assert float(psnr(x_hat, photo)) > float(psnr(y, photo)) + 3.0
+
+
+def test_cli_restores_a_held_out_256_photo_with_natural_gray(photo, tmp_path, capsys):
+    import torchvision
+    from PIL import Image
+
+    from deepinv_energy.cli import main
+
+    torchvision.utils.save_image(photo, tmp_path / "photo.png")
+    y = tmp_path / "y.png"
+    assert main(["simulate", str(tmp_path / "photo.png"), "--task", "gaussian-blur", "--blur-std", "1.5",
+                 "--noise", "0.01", "--model", "natural-gray", "--out", str(y)]) == 0
+    out = tmp_path / "restored.png"
+    assert main(["restore", str(y), "--task", "gaussian-blur", "--model", "natural-gray", "--method", "mmse",
+                 "--out", str(out)]) == 0
+    assert Image.open(out).size[0] > 256  # the figure: measurement, mean, std
+    # any size divisible by 8 is taken; other sizes are refused, naming the crop to make
+    torchvision.utils.save_image(photo[..., :60, :64], tmp_path / "odd.png")
+    assert main(["simulate", str(tmp_path / "odd.png"), "--task", "denoise", "--model", "natural-gray",
+                 "--out", str(tmp_path / "odd_y.png")]) == 2
+    assert "multiples of 8" in capsys.readouterr().err
