@@ -766,3 +766,43 @@ def test_learning_rate_schedule(tmp_path):
     assert again.try_resume() and again.step == 3
     seen += [again.train_step()["lr"] for _ in range(3)]
     assert seen == pytest.approx([1e-3 * v for v in expected], rel=1e-12)
+
+
+# ---------------------------------------------------------------------------- device recipe
+def test_device_recipe_cpu(tmp_path):
+    """The one-call recipe on CPU with a tiny model and budget: it probes, sizes the cosine schedule
+    to the budget, trains, exports the normalized EMA weights and returns at most max_files files of
+    at most part_mib MiB, which reassemble (cat parts) into a tar holding a loadable model, the
+    checkpoint of the run at its last step, the log and the configuration."""
+    import hashlib
+    import json
+    import tarfile
+
+    from deepinv_energy import EnergyUNet
+    from deepinv_energy.training.recipe import run_recipe
+
+    out = tmp_path / "results"
+    cfg = _tiny_cfg(tmp_path / "run", steps=1, warmup=2, ckpt_every=10**6, log_every=5)
+    part_mib = 0.02  # ~20 kB: the tiny export needs several parts, the checkpoint does not fit in 7
+    summary = run_recipe(cfg, budget_s=6.0, results=str(out), probe_steps=3, part_mib=part_mib, margin=0.3)
+    files = sorted(os.listdir(out))
+    assert files == sorted(summary["files"]) and 2 < len(files) <= 8
+    assert all((out / f).stat().st_size <= part_mib * 2**20 for f in files)
+    assert summary["trained_steps"] > summary["config"]["warmup"] and summary["total_s"] < 6.0 + 3
+    assert summary["config"]["steps"] == summary["scheduled_steps"] and not summary["checkpoint_included"]
+    tar = tmp_path / "recipe.tar"
+    tar.write_bytes(b"".join((out / f).read_bytes() for f in files if ".part" in f))
+    assert hashlib.sha256(tar.read_bytes()).hexdigest() == summary["tar_sha256"]
+    with tarfile.open(tar) as t:
+        t.extractall(tmp_path / "x")
+    model = EnergyUNet.from_pretrained(str(tmp_path / "x" / "export"))
+    assert model.log_norm.abs().sum() > 0  # normalized
+    assert json.loads((tmp_path / "x" / "recipe.json").read_text())["scheduled_steps"] == summary["scheduled_steps"]
+    # default 16 MiB parts: one part, with the run's checkpoint at its last step
+    big = run_recipe(_tiny_cfg(tmp_path / "run2", steps=1, warmup=2), budget_s=3.0, results=str(tmp_path / "r2"), probe_steps=2)
+    assert big["checkpoint_included"] and big["files"] == ["recipe.tar.part00", "summary.json"]
+    with tarfile.open(tmp_path / "r2" / "recipe.tar.part00") as t:
+        t.extractall(tmp_path / "y")
+    assert load_checkpoint(str(tmp_path / "y" / "checkpoint.pt"))["step"] == big["trained_steps"]
+    with pytest.raises(ValueError, match="probe_steps"):
+        run_recipe(cfg, budget_s=5.0, results=str(out), probe_steps=1)

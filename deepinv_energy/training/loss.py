@@ -92,11 +92,11 @@ def coefficient_score_matching_loss(model, x: torch.Tensor, covs, noise, w_cov: 
         def energy(c, lv, basis=basis):
             gauss, net, b, kappa = model._terms(*model._core(c, basis, lv), basis, c.dtype)
             u = gauss + net + b - kappa
-            return u.sum(), u
+            return u.sum(), u.detach()
 
         (gc, h), u = torch.func.grad(energy, argnums=(0, 1), has_aux=True)(c, lv)
         wt = denoising_weight(model, Covariance.trusted(basis, lv), weighting)
-        terms.append(_sample_terms(wt, lam_sqrt, gc, h, z) + (u.detach(),))
+        terms.append(_sample_terms(wt, lam_sqrt, gc, h, z) + (u,))
     return _reduce(terms, w_cov, reduction)
 
 

@@ -291,7 +291,12 @@ class Trainer:
                 self.images = self.images.to(self.device)
             if cfg.precision == "tf32":
                 torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        self._loss_fn = torch.compile(coefficient_score_matching_loss) if cfg.compile else None
+        self._loss_fn = None
+        if cfg.compile:
+            with torch.no_grad():  # fill the model's lazy caches (ring masks) with real tensors, not traced ones
+                x1 = self.images[:1].to(self.device)
+                self.model.energy(x1, Covariance.isotropic(1.0, x1))
+            self._loss_fn = torch.compile(coefficient_score_matching_loss)
         self._perm = (None, None)  # (epoch, permutation) of the last batch_indices call
         self.scheduler = self._scheduler(0)
         plain = cfg.objective == "denoiser"
