@@ -64,6 +64,7 @@ import json
 import math
 import os
 import pathlib
+import random
 import sys
 import time
 
@@ -200,7 +201,10 @@ def tune(nets, ids, restorers, denoisers, cache: pathlib.Path, widen: int = 4, n
         return tuned
     x = natural_patches(64, n, gray=True, seed=4321, split="train")
     psnr = dinv.metric.PSNR()
+    random.Random(os.getpid()).shuffle(jobs)  # parallel processes start on different jobs
     for m, task in jobs:
+        if param_key(task, m, ids) in read_json(cache):  # done by a parallel process meanwhile
+            continue
         base = m.rsplit("-", 1)[0]
         lo, hi = BOUNDS.get(base, (0.0, math.inf))
         if task.startswith("denoise"):
@@ -235,7 +239,7 @@ def tune(nets, ids, restorers, denoisers, cache: pathlib.Path, widen: int = 4, n
         RAW.mkdir(parents=True, exist_ok=True)
         tuned = {**read_json(cache), **tuned}  # merge with what a parallel process wrote
         cache.write_text(json.dumps(tuned, indent=1))
-    return tuned
+    return {**read_json(cache), **tuned}
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -393,9 +397,10 @@ def load_model(path: str):
     p = pathlib.Path(path)
     if p.exists() or not path.endswith(".json"):
         model = EnergyUNet.from_pretrained(path)
-        meta = json.loads(p.read_text()).get("metadata", {}) if p.exists() else {}
-        step = meta.get("step")
-        return model, step, f"`{path}` (training step {step})"
+        info = json.loads(p.read_text()) if p.exists() else {}
+        step = info.get("metadata", {}).get("step")
+        sha = info.get("sha256", {}).get("weights", "")[:12]
+        return model, step, f"`{path}` (training step {step}, weights sha256 {sha}...)"
     model = EnergyUNet(channels=1, height=32, width_px=32, base_channels=32, mult=(1, 2, 2, 2), attention=False,
                        size_free=True)
     model.set_data_statistics(natural_patches(32, 512, gray=True, split="train"))
@@ -448,27 +453,29 @@ def main(argv=None):
 
     # 1. denoising
     dtasks = [f"denoise-{s}" for s in NOISES]
+    def seed(size, name):  # noise / mask / kernel seed of a crop: the same whatever the photos run
+        return 1000 * size + 17 * list(photos_all).index(name)
+
     for s in ([] if args.report_only else sizes):
-        for i, n in enumerate(names):
+        for n in names:
             for task in dtasks:
                 for m in denoisers:
-                    runner.cell(s, n, 1000 * s + 17 * i, crops[s][n], task, m, keep=(n, s) == fig)
+                    runner.cell(s, n, seed(s, n), crops[s][n], task, m, keep=(n, s) == fig)
     # 2. restoration
     rnames = names[: args.restore_photos] if args.restore_photos else names
     rcrops = {s: {n: center_crop(photos_all[n], s).unsqueeze(0) for n in rnames} for s in rsizes}
     for s in ([] if args.report_only else rsizes):
-        for i, n in enumerate(rnames):
+        for n in rnames:
             for task in TASKS:
                 for m in restorers:
-                    runner.cell(s, n, 1000 * s + 17 * i, rcrops[s][n], task, m, keep=(n, s) == fig)
+                    runner.cell(s, n, seed(s, n), rcrops[s][n], task, m, keep=(n, s) == fig)
     # 3. the figure (its photo's cells are recomputed when their images are not in memory)
     if args.fig_size:  # DPS-E left out of the figure (the most expensive, and untuned)
         fx = center_crop(photos_all[args.fig_photo], args.fig_size).unsqueeze(0)
-        fi = names.index(args.fig_photo) if args.fig_photo in names else 99
         fig_rows = [("denoise-0.1", denoisers)] + [(t, [m for m in restorers if m != "DPS-E"]) for t in TASKS]
         for task, ms in fig_rows:
             for m in ms:
-                runner.cell(args.fig_size, args.fig_photo, 1000 * args.fig_size + 17 * fi, fx, task, m, keep=True)
+                runner.cell(args.fig_size, args.fig_photo, seed(args.fig_size, args.fig_photo), fx, task, m, keep=True)
         figure(runner, fx, args.fig_photo, args.fig_size, fig_rows, OUT / f"natural{suffix}_figure.png")
     # 4. bits/dim, MALA timing
     train = natural_patches(32, 512, gray=True, split="train", seed=11)
