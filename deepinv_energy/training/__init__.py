@@ -10,7 +10,14 @@ from .distribution import (
     CovarianceDistribution,
     blur_spectrum,
 )
-from .loss import covariance_score_matching_loss, denoising_weight, normalization_constant
+from .loss import (
+    coefficient_score_matching_loss,
+    covariance_score_matching_loss,
+    denoising_weight,
+    draw_noise,
+    normalization_constant,
+)
+from .recipe import run_recipe
 from .trainer import (
     TrainConfig,
     Trainer,
@@ -33,6 +40,9 @@ __all__ = [
     "CovarianceDistribution",
     "blur_spectrum",
     "covariance_score_matching_loss",
+    "coefficient_score_matching_loss",
+    "draw_noise",
+    "run_recipe",
     "denoising_weight",
     "normalization_constant",
     "TrainConfig",

@@ -7,7 +7,8 @@ warm start with ``init_from`` or a fresh model, data, ...) and a wall budget in 
    not depend on the schedule's length) and times them (the first step, with any compilation,
    apart);
 2. sizes the cosine schedule: ``steps`` = the steps that fit in what is left of the budget, with a
-   safety margin for the export (``cfg.steps`` is set before the first step after the warmup);
+   safety margin for the export, and caps the warmup at a tenth of them (``cfg.steps`` and
+   ``cfg.warmup`` are set before the first step after the probe);
 3. trains until ``steps`` or the deadline (then it stops cleanly, with a checkpoint);
 4. exports the EMA weights with their normalization constants (:meth:`Trainer.finalize`);
 5. packs the export, the last checkpoint (if it fits), the CSV log and the configuration in one
@@ -105,7 +106,8 @@ def run_recipe(cfg: TrainConfig, budget_s: float, results: str, probe_steps: int
     reserve = margin * budget_s
     left = budget_s - (time.time() - t0) - reserve
     steps = probe_steps + max(0, int(left / step_s))
-    tr.cfg.steps = steps  # the cosine schedule's length (lr_factor reads cfg.steps at every step)
+    # the cosine schedule's length, and a warmup of at most a tenth of it (lr_factor reads cfg at every step)
+    tr.cfg.steps, tr.cfg.warmup = steps, max(probe_steps, min(cfg.warmup, steps // 10))
     deadline = t0 + budget_s - reserve
     timer = threading.Timer(max(0.0, deadline - time.time()), lambda: setattr(tr, "_stop", True))
     timer.start()
