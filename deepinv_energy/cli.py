@@ -497,7 +497,25 @@ def _read_cs_measurement(args, meta):
 
 
 def _read_clean(image):
-    """simulate's clean image: a file, or ``bundled:K`` (the K-th bundled Fashion-MNIST test image, K in 0-9)."""
+    """simulate's clean image: a file, ``bundled:K`` (the K-th bundled Fashion-MNIST test image, K in 0-9)
+    or ``photo:NAME[:S]`` (the centre S x S crop, default 256, of a held-out natural test photo, gray)."""
+    if str(image).startswith("photo:"):
+        from .data import NATURAL_TEST_PHOTOS, natural_test_images
+
+        _, name, *size = str(image).split(":")
+        if name not in NATURAL_TEST_PHOTOS or len(size) > 1 or (size and not size[0].isdigit()):
+            raise UserError(f"photo:NAME[:S] takes NAME among {', '.join(NATURAL_TEST_PHOTOS)} and a crop size S, "
+                            f"got {image!r}")
+        try:
+            x = natural_test_images(gray=True, names=[name])[name]
+        except (OSError, ImportError) as err:
+            raise UserError(f"{image}: the held-out test photos come from scikit-image and matplotlib ({err})") from None
+        s = int(size[0]) if size else 256
+        h, w = x.shape[-2:]
+        if not 1 <= s <= min(h, w):
+            raise UserError(f"{image}: the crop size must be from 1 to {min(h, w)} for this {h}x{w} photo")
+        top, left = (h - s) // 2, (w - s) // 2
+        return x[None, :, top : top + s, left : left + s].contiguous()
     if str(image).startswith("bundled:"):
         from .demo import bundled_test_images
 
@@ -788,7 +806,7 @@ def build_parser(with_train: bool = True) -> argparse.ArgumentParser:
                                    "restore reads these settings back from the file and refuses options that "
                                    "disagree with them.")
     p.add_argument("image", help="clean image (grey PNG/JPEG or .npy, the model's size), or bundled:K for the K-th "
-                                 "bundled Fashion-MNIST test image (K from 0 to 9)")
+                                 "bundled Fashion-MNIST test image (K from 0 to 9), or photo:NAME[:S] for the centre SxS crop (default 256) of a held-out natural test photo (camera, chelsea, ...)")
     physics_options(p, simulating=True)
     p.add_argument("--m", type=_INT1, default=None,
                    help="compressed-sensing: number of measurements (default: 30%% of the pixels)")
