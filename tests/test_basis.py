@@ -222,7 +222,7 @@ def test_size_free_evidence_of_a_circular_blur_is_exact(shape):
     model = _stationary_model(C)
     mu, cmat = _dense_prior(model, h, w)
     exact = GaussianEnergy(mu, cmat)
-    physics = dinv.physics.BlurFFT((C, h, w), filter=dinv.physics.blur.gaussian_blur(0.4).to(DT),
+    physics = dinv.physics.BlurFFT((C, h, w), filter=dinv.physics.functional.gaussian_blur(sigma=(0.4, 0.4)).to(DT),
                                    noise_model=dinv.physics.GaussianNoise(0.05))
     g = torch.Generator().manual_seed(3)
     x = exact.sample_prior(2, generator=g)
