@@ -706,9 +706,11 @@ class AdaptiveSampler(_EnergySampler):
     step.** The default :math:`\varepsilon = 0.00625` is chosen so that 4000 draws of one
     measurement match the exact posterior of bimodal 1x5x5 mixture posteriors (denoising,
     inpainting, blur; ``tests/test_sampling.py``): max :math:`|z|` of the mean below 4, per-pixel
-    variances within 10 %, mode weights within 4 standard errors. At the former default 0.05 the
-    separated-mode problems of that test fail (mode weights 6 to 8 standard errors off, variances up
-    to 16 % off). The reverse step cannot be made exact by a Metropolis-Hastings accept/reject:
+    variances within 10 %, mode weights within 4 standard errors, at 112 to 344 evaluations per
+    draw. At the former default 0.05 the denoising and inpainting problems of that test fail (mode
+    weights 5.8 to 8.4 standard errors off, variances 12 to 16 % off; section 4 of
+    ``benchmarks/results/sampler_exactness.md``, which also compares the evaluations adaptive and
+    fixed schedules need at equal error: on those problems the adaptive schedule does not need fewer). The reverse step cannot be made exact by a Metropolis-Hastings accept/reject:
     it carries the state from the target :math:`\pi_{\mathrm{old}}` of one level to the target
     :math:`\pi_{\mathrm{new}}` of the next, whereas a Metropolis-Hastings kernel leaves one target
     invariant and needs a state already distributed as that target (a rejected step would leave a
@@ -720,8 +722,8 @@ class AdaptiveSampler(_EnergySampler):
     the draws. The Metropolis-adjusted Langevin corrector (``n_corrector > 0``, Metropolis-adjusted
     unless ``mh=False``) does fit: since the path does not depend on the returned chains, it leaves
     each level's target :math:`\pi_\Lambda` invariant; it is off by default because on the test's
-    problems it does not reduce the error more than the same evaluations spent on a smaller
-    tolerance (``benchmarks/results/sampler_exactness.md``).
+    problems the schedule with one such step per level needs 2 to 3.7 times the evaluations of the
+    schedule without it to pass the test (``benchmarks/results/sampler_exactness.md``, section 4).
 
     :param deepinv_energy.EnergyModel model: energy model.
     :param float sigma_max: start level of the unobserved coefficients.
