@@ -28,7 +28,7 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from classifier import labels, load_classifier  # noqa: E402
-from restoration import OUT, RAW, TASKS, UNSUPPORTED, _read, evaluate, make_task, method_param  # noqa: E402
+from restoration import OUT, RAW, TASKS, UNSUPPORTED, read_json, evaluate, make_task, method_param  # noqa: E402
 
 from deepinv_energy import EnergyMMSE, EnergyUNet  # noqa: E402
 from deepinv_energy.data import load_images  # noqa: E402
@@ -109,7 +109,7 @@ def main(argv=None):
     tasks = args.tasks.split(",")
     x = load_images("fashion-mnist", "test", limit=args.n)
     classifier, lab = load_classifier(), labels("test")[: args.n]
-    tuned = _read(RAW / "tuned.json")
+    tuned = read_json(RAW / "tuned.json")
     results, ddrm = {}, {}
     for name, model in models.items():
         model.eval()

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from classifier import labels, load_classifier  # noqa: E402
-from restoration import (ABLATIONS, METHODS, OUT, RAW, TASKS, UNSUPPORTED, _read, cached_evaluate,  # noqa: E402
+from restoration import (ABLATIONS, METHODS, OUT, RAW, TASKS, UNSUPPORTED, read_json, cached_evaluate,  # noqa: E402
                          load_nets, method_param)
 
 from deepinv_energy.data import load_images  # noqa: E402
@@ -99,7 +99,7 @@ def main(argv=None):
     if bad:
         raise SystemExit(f"unknown tasks/methods {bad}; tasks {TASKS}, methods {METHODS + ABLATIONS}")
     nets = load_nets(methods)
-    classifier, tuned = load_classifier(), _read(RAW / "tuned.json")
+    classifier, tuned = load_classifier(), read_json(RAW / "tuned.json")
     x, lab = load_images("fashion-mnist", "test", limit=args.n), labels("test")[: args.n]
     results = {}
     for task in tasks:

@@ -88,7 +88,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from classifier import labels, load_classifier  # noqa: E402
-from restoration import (OUT, RAW, TASKS, UNSUPPORTED, _read, load_nets, make_task, method_param,  # noqa: E402
+from restoration import (OUT, RAW, TASKS, UNSUPPORTED, read_json, load_nets, make_task, method_param,  # noqa: E402
                          net_id, run_method)
 
 from deepinv_energy import EnergyMMSE, to_denoising_problem  # noqa: E402
@@ -218,7 +218,7 @@ def cached_run(task, method, nets, x, lab, args, tuned, classifier, suffix) -> l
         key = {"param": param, "steps": args.steps, "draws": draws, "batch": args.batch, "n": xb.shape[0],
                "net": net}
         path = folder / f"{start:05d}.json"
-        r = _read(path)
+        r = read_json(path)
         if r.get("key") != key:
             r = run_batch(method, nets, xb, task, start, draws, args.steps, param, classifier,
                           lab[start : start + args.batch])
@@ -527,7 +527,7 @@ def main(argv=None):
     if args.draws < max(ks + [2]):
         raise SystemExit(f"--draws must be at least 2 and at least the largest budget // steps ({max(ks)})")
     suffix = "_quick" if args.quick else ""
-    nets, classifier, tuned = load_nets(methods), load_classifier(), _read(RAW / "tuned.json")
+    nets, classifier, tuned = load_nets(methods), load_classifier(), read_json(RAW / "tuned.json")
     nets["energy"].eval()
     xall, laball = load_images("fashion-mnist", "test"), labels("test")
     x, lab = xall[: args.n], laball[: args.n]

@@ -290,7 +290,7 @@ def method_param(tuned: dict, task: str, method: str):
 def cached_evaluate(cache: pathlib.Path, method, nets, x, task, draws, steps, param, batch, classifier, lab) -> dict:
     """:func:`evaluate` (seed 0), or the result stored at ``cache`` if it was computed with the same
     parameter, number of images and budget; keeps the first 4 means for the figures."""
-    r = _read(cache)
+    r = read_json(cache)
     net = net_id(nets, method)
     if (r.get("param"), r.get("n"), r.get("steps"), r.get("net")) != (param, x.shape[0], steps, net):
         r, means = evaluate(method, nets, x, task, draws, steps, param, 0, batch, classifier, lab)
@@ -312,7 +312,7 @@ def tune(nets, tasks, methods, steps, draws, batch, classifier, widen: int = 4):
     tpath, spath = RAW / "tuned.json", RAW / "tune_scores.json"
     x = load_images("fashion-mnist", "train", limit=8)
     lab = labels("train")[:8]
-    tuned = _read(tpath)
+    tuned = read_json(tpath)
     for task in tasks:
         for method in methods:
             base = method.rsplit("-", 1)[0]
@@ -321,7 +321,7 @@ def tune(nets, tasks, methods, steps, draws, batch, classifier, widen: int = 4):
             key = f"{task}/{method}"
             name, grid = TUNE[base]
             lo, hi = BOUNDS.get(base, (0.0, math.inf))
-            scores = {float(v): s for v, s in _read(spath).get(key, {}).items()}
+            scores = {float(v): s for v, s in read_json(spath).get(key, {}).items()}
             n_known = len(scores)
 
             def score(v):
@@ -348,12 +348,12 @@ def tune(nets, tasks, methods, steps, draws, batch, classifier, widen: int = 4):
             print(f"tuned {task} {method}: {name} = {best:.4g} ({scores})", flush=True)
             RAW.mkdir(parents=True, exist_ok=True)
             # merge with what parallel processes (other tasks) wrote meanwhile
-            tpath.write_text(json.dumps({**_read(tpath), key: best}, indent=1))
-            spath.write_text(json.dumps({**_read(spath), key: scores}, indent=1))
-    return {**_read(tpath), **tuned}
+            tpath.write_text(json.dumps({**read_json(tpath), key: best}, indent=1))
+            spath.write_text(json.dumps({**read_json(spath), key: scores}, indent=1))
+    return {**read_json(tpath), **tuned}
 
 
-def _read(path: pathlib.Path) -> dict:
+def read_json(path: pathlib.Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -461,7 +461,7 @@ def main(argv=None):
     nets = load_nets(methods, args.plain)
     classifier = load_classifier()
     suffix = ("_quick" if args.quick else "") if args.suffix is None else args.suffix
-    tuned = tune(nets, tasks, methods, args.steps, args.draws, args.batch, classifier) if args.tune else _read(RAW / "tuned.json")
+    tuned = tune(nets, tasks, methods, args.steps, args.draws, args.batch, classifier) if args.tune else read_json(RAW / "tuned.json")
     x = load_images("fashion-mnist", "test", limit=args.n)
     lab = labels("test")[: args.n]
     results = {}

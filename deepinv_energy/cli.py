@@ -160,8 +160,15 @@ def _check_checkpoint(path, what, keys) -> None:
         raise UserError(f"{what} {path!r} is not a complete training checkpoint: it lacks {', '.join(missing)}")
 
 
-def _check_train_args(args) -> None:
+def check_train_args(args) -> None:
+    """Refuse, with one line naming the option, a ``train`` command that would fail or mislead
+    (``--stop-at`` < 0, a malformed ``gmm:`` spec, training on the held-out natural test photos,
+    ``--device cuda`` without a GPU, a checkpoint that is not one)."""
     import os
+
+    if str(args.data).startswith(("natural-gray:", "natural-rgb:")) and args.split == "test":
+        raise UserError(f"--data {args.data} --split test would train on the held-out natural test photos; "
+                        f"use --split train (the test photos are the benchmark's)")
 
     if args.stop_at < 0:
         raise UserError(f"--stop-at must be >= 0 (0: run the whole schedule of --steps), got {args.stop_at}")
@@ -192,7 +199,7 @@ def _train(args) -> int:
 
     from .training import TrainConfig, run_from_args
 
-    _check_train_args(args)
+    check_train_args(args)
     try:
         return run_from_args(args)
     except ValueError as err:  # name the option, not the TrainConfig field ("batch_size must ..." -> "--batch-size must ...")

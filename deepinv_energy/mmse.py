@@ -10,8 +10,8 @@ import torch
 from deepinv.models import Reconstructor
 
 from ._checks import check_variance_range, warn_outside_training
-from .models.base import EnergyModel, check_model_shape, work_dtype
-from .problems import LAM_MAX, LAM_MIN, DenoisingProblem, check_supported, to_denoising_problem
+from .models.base import EnergyModel, check_model_shape, trained_variance_range, work_dtype
+from .problems import DenoisingProblem, check_supported, to_denoising_problem
 from .covariance import pixel_variance
 
 __all__ = ["EnergyMMSE", "MMSEOutput"]
@@ -109,8 +109,9 @@ class EnergyMMSE(Reconstructor):
     the measurement's dtype.
 
     :param EnergyModel model: the energy.
-    :param float lam_min: variance floor of observed coefficients.
-    :param float lam_max: variance of unobserved coefficients.
+    :param float lam_min: variance floor of observed coefficients (default: the model's trained range,
+        :func:`~deepinv_energy.models.base.trained_variance_range`; outside it, a warning).
+    :param float lam_max: variance of unobserved coefficients (default: likewise).
     :param float fill: value of unobserved pixels in :math:`\tilde x` (the samplers' default).
 
     :Examples:
@@ -139,10 +140,14 @@ class EnergyMMSE(Reconstructor):
     torch.Size([2, 1, 28, 28])
     """
 
-    def __init__(self, model: EnergyModel, lam_min: float = LAM_MIN, lam_max: float = LAM_MAX, fill: float = 0.5):
+    def __init__(self, model: EnergyModel, lam_min: float | None = None, lam_max: float | None = None,
+                 fill: float = 0.5):
         super().__init__()
         if not isinstance(model, EnergyModel):
             raise TypeError(f"model must be an EnergyModel, got {type(model).__name__}.")
+        trained = trained_variance_range(model)
+        lam_min = trained[0] if lam_min is None else lam_min
+        lam_max = trained[1] if lam_max is None else lam_max
         for name, v in (("lam_min", lam_min), ("lam_max", lam_max), ("fill", fill)):
             if not isinstance(v, Real) or isinstance(v, bool) or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v!r}.")

@@ -265,3 +265,32 @@ def test_size_free_statistics_recover_a_stationary_spectrum_and_persist(tmp_path
     y = torch.rand(2, 1, 32, 24)
     cov = Covariance("hartley", torch.randn(2, 1, 32, 24))
     assert torch.equal(back.energy(y, cov), model.float().energy(y, cov))
+
+
+# ------------------------------------------------------------------------- the model's variance range
+def test_samplers_and_mmse_use_the_model_trained_range():
+    from deepinv_energy import AdaptiveSampler, EnergyMMSE, MALASampler, PredictorCorrectorSampler, SplitGibbsSampler
+    from deepinv_energy.models.base import trained_variance_range
+
+    model = EnergyUNet(channels=1, height=8, width_px=8, base_channels=8, mult=(1, 2), lam_min=1e-6, lam_max=100.0)
+    assert trained_variance_range(model) == (1e-6, 100.0)
+    assert trained_variance_range(GaussianEnergy(torch.zeros(1, 1, 2, 2), torch.eye(4))) == (LAM_MIN, LAM_MAX)
+    samplers = [PredictorCorrectorSampler(model, n_levels=4, sigma_max=5.0), MALASampler(model, n_levels=4, sigma_max=5.0),
+                AdaptiveSampler(model, sigma_max=5.0), SplitGibbsSampler(model, n_stages=2), EnergyMMSE(model)]
+    for s in samplers:
+        holder = getattr(s, "iterator", s)
+        assert (holder.lam_min, holder.lam_max) == (1e-6, 100.0), type(s).__name__
+    # the unobserved pixels of an inpainting problem get the model's lam_max, the observed ones its floor
+    mask = torch.ones(1, 1, 8, 8)
+    mask[..., 2:5, 2:5] = 0
+    physics = dinv.physics.Inpainting((1, 8, 8), mask=mask)
+    y = physics(torch.rand(1, 1, 8, 8))
+    for s in (samplers[0], samplers[-1]):
+        problem = s.iterator.problem(model, y, physics) if hasattr(s, "iterator") else s.problem(y, physics)
+        assert torch.allclose(problem.cov.variances.max(), torch.tensor(100.0))
+        assert torch.allclose(problem.cov.variances.min(), torch.tensor(1e-6))
+    # asked for a range the model was not trained on: it warns
+    with pytest.warns(UserWarning, match="outside the variance range the model was trained on"):
+        PredictorCorrectorSampler(model, n_levels=4, sigma_max=5.0, lam_max=LAM_MAX)
+    with pytest.warns(UserWarning, match="outside the variance range"):
+        EnergyMMSE(model, lam_max=LAM_MAX)

@@ -66,3 +66,10 @@ def test_cli_restores_a_held_out_256_photo_with_natural_gray(photo, tmp_path, ca
     assert main(["simulate", str(tmp_path / "odd.png"), "--task", "denoise", "--model", "natural-gray",
                  "--out", str(tmp_path / "odd_y.png")]) == 2
     assert "multiples of 8" in capsys.readouterr().err
+
+
+def test_training_refuses_the_held_out_photos(tmp_path):
+    from deepinv_energy.training import TrainConfig, Trainer
+
+    with pytest.raises(ValueError, match="held-out natural test photos"):
+        Trainer(TrainConfig(data="natural-gray:32,8", split="test", out=str(tmp_path / "run")))

@@ -12,11 +12,13 @@ from .samplers import (
     PREDICTORS,
     AdaptiveIterator,
     AdaptiveSampler,
+    EnergySampler,
     EnergySamplingIterator,
     MALASampler,
     PredictorCorrectorIterator,
     PredictorCorrectorSampler,
     SamplerSettings,
+    split_sampler_kwargs,
 )
 from .split_gibbs import X_STEPS, SplitGibbsDiagnostics, SplitGibbsIterator, SplitGibbsSampler
 from .schedules import AdaptiveSchedule, FixedSchedule, check_schedule, geometric_schedule
@@ -28,6 +30,7 @@ __all__ = [
     "AdaptiveSchedule",
     "AdaptiveSampler",
     "Chains",
+    "EnergySampler",
     "EnergySamplingIterator",
     "Evaluation",
     "FixedSchedule",
@@ -46,4 +49,5 @@ __all__ = [
     "pixel_variance",
     "posterior_variance",
     "run",
+    "split_sampler_kwargs",
 ]

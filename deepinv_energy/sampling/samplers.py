@@ -31,9 +31,9 @@ from typing import Callable
 import torch
 from deepinv.sampling import BaseSampling, SamplingIterator
 
-from .._checks import check_variance_range
+from .._checks import check_variance_range, warn_outside_training
 from ..covariance import Covariance
-from ..models.base import check_model_shape, work_dtype
+from ..models.base import check_model_shape, trained_variance_range, work_dtype
 from ..problems import LAM_MAX, LAM_MIN, DenoisingProblem, to_denoising_problem
 from .engine import Chains, SamplerDiagnostics, SamplerOutput, run
 from .schedules import AdaptiveSchedule, FixedSchedule, check_schedule, geometric_schedule
@@ -82,14 +82,24 @@ def _generator(seed, generator, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
-def _split(kwargs: dict):
-    """Sampler keyword arguments -> (:class:`SamplerSettings` fields, deepinv plumbing of :class:`_EnergySampler`)."""
+def split_sampler_kwargs(kwargs: dict, model=None):
+    """Sampler keyword arguments -> (:class:`SamplerSettings` fields, deepinv plumbing of :class:`EnergySampler`).
+
+    ``lam_min`` / ``lam_max`` not given default to the range ``model`` was trained on
+    (:func:`~deepinv_energy.models.base.trained_variance_range`); given ones outside it warn.
+    """
     plumbing_keys = ("n_samples", "callback", "history_size", "level_callback", "verbose")
     unknown = sorted(set(kwargs) - set(_SETTINGS) - set(plumbing_keys))
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {unknown}; accepted: {sorted(_SETTINGS + plumbing_keys)}.")
-    return ({k: v for k, v in kwargs.items() if k in _SETTINGS},
-            {k: v for k, v in kwargs.items() if k in plumbing_keys})
+    settings = {k: v for k, v in kwargs.items() if k in _SETTINGS}
+    if model is not None:
+        lo, hi = trained_variance_range(model)
+        settings.setdefault("lam_min", lo)
+        settings.setdefault("lam_max", hi)
+        given = {k: settings[k] for k in ("lam_min", "lam_max") if k in kwargs and isinstance(kwargs[k], Real)}
+        warn_outside_training(model, stacklevel=4, **given)
+    return settings, {k: v for k, v in kwargs.items() if k in plumbing_keys}
 
 
 # ---------------------------------------------------------------------------------------- settings
@@ -104,8 +114,9 @@ class SamplerSettings:
     :param bool mh: Metropolis-adjusted corrector.
     :param str predictor: ``"euler"`` or ``"covariance"`` (see :data:`PREDICTORS`).
     :param int parallel: draws per batched run.
-    :param float lam_min: variance floor (see :func:`deepinv_energy.to_denoising_problem`).
-    :param float lam_max: variance of unobserved coefficients.
+    :param float lam_min: variance floor (see :func:`deepinv_energy.to_denoising_problem`); the samplers
+        default it to their model's trained range (:func:`split_sampler_kwargs`).
+    :param float lam_max: variance of unobserved coefficients (likewise).
     :param float fill: start value of unobserved pixels.
 
     :Examples:
@@ -372,7 +383,7 @@ class AdaptiveIterator(EnergySamplingIterator):
 
 
 # ---------------------------------------------------------------------------------------- samplers
-class _EnergySampler(BaseSampling):
+class EnergySampler(BaseSampling):
     """Shared deepinv plumbing of the energy samplers."""
 
     def __init__(self, model, iterator: EnergySamplingIterator, n_samples: int = 16,
@@ -471,7 +482,7 @@ class _EnergySampler(BaseSampling):
         return out
 
 
-class PredictorCorrectorSampler(_EnergySampler):
+class PredictorCorrectorSampler(EnergySampler):
     r"""Posterior sampling by reverse diffusion in covariance space, with a Langevin corrector.
 
     The measurement :math:`y` of a deepinv physics is first rewritten as anisotropic denoising,
@@ -585,7 +596,7 @@ class PredictorCorrectorSampler(_EnergySampler):
                  n_levels: int = 100, **kwargs):
         if sigmas is None:
             sigmas = geometric_schedule(sigma_max, sigma_min, n_levels)
-        settings, plumbing = _split(kwargs)
+        settings, plumbing = split_sampler_kwargs(kwargs, model)
         super().__init__(model, PredictorCorrectorIterator(sigmas, **settings), **plumbing)
 
     @property
@@ -638,7 +649,7 @@ class MALASampler(PredictorCorrectorSampler):
         super().__init__(model, sigmas, n_corrector=n_corrector, mh=True, **kwargs)
 
 
-class AdaptiveSampler(_EnergySampler):
+class AdaptiveSampler(EnergySampler):
     r"""Energy-guided adaptive schedule: every coefficient lowers its own variance at its own rate.
 
     The state carries one variance :math:`\lambda_i` per coefficient, from
@@ -764,7 +775,7 @@ class AdaptiveSampler(_EnergySampler):
                  tolerance: float = 0.00625, gamma: float = 1.0, min_decrease: float | None = None,
                  max_decrease: float | None = None, max_steps: int = 2000, pilots: int = 1, n_corrector: int = 0,
                  mh: bool = True, predictor: str = "covariance", **kwargs):
-        settings, plumbing = _split({"predictor": predictor, **kwargs})
+        settings, plumbing = split_sampler_kwargs({"predictor": predictor, **kwargs}, model)
         iterator = AdaptiveIterator(
             sigma_max=sigma_max, sigma_min=sigma_min, rule=rule, tolerance=tolerance, gamma=gamma,
             min_decrease=min_decrease, max_decrease=max_decrease, max_steps=max_steps, pilots=pilots,

@@ -49,8 +49,8 @@ from .samplers import (
     EnergySamplingIterator,
     PredictorCorrectorIterator,
     SamplerSettings,
-    _EnergySampler,
-    _split,
+    EnergySampler,
+    split_sampler_kwargs,
 )
 from .schedules import check_schedule, geometric_schedule
 
@@ -287,7 +287,7 @@ def _check_adjoint(physics, x_like, y_like, tol: float = 1e-3) -> None:
         raise ValueError("physics.A is not linear (A(2u) != 2 A(u)): split Gibbs needs a linear physics.")
 
 
-class SplitGibbsSampler(_EnergySampler):
+class SplitGibbsSampler(EnergySampler):
     r"""Posterior sampling for any linear deepinv physics with Gaussian noise, by split Gibbs
     sampling with the normalized energy (exact as :math:`\rho_{\min} \to 0`).
 
@@ -398,7 +398,7 @@ class SplitGibbsSampler(_EnergySampler):
                  cg_tol: float = 1e-6, cg_max_iter: int = 500, **kwargs):
         if rhos is None:
             rhos = geometric_schedule(rho_max, rho_min, check_number("n_stages", n_stages, integer=True, low=1))
-        settings, plumbing = _split(kwargs)
+        settings, plumbing = split_sampler_kwargs(kwargs, model)
         iterator = SplitGibbsIterator(rhos, sweeps=sweeps, x_step=x_step, x_levels=x_levels, x_ratio=x_ratio,
                                       cg_tol=cg_tol, cg_max_iter=cg_max_iter, **settings)
         super().__init__(model, iterator, **plumbing)
