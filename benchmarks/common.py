@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
+import time
 
 import torch
 
@@ -25,9 +27,23 @@ def fmt_mean_se(values, digits: int = 2) -> str:
     return "-" if math.isnan(m) else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
-def read_json(path: pathlib.Path) -> dict:
-    """The JSON object stored at ``path``, or ``{}`` when the file does not exist."""
-    return json.loads(path.read_text()) if path.exists() else {}
+def read_json(path: pathlib.Path, tries: int = 20) -> dict:
+    """The JSON object stored at ``path``, or ``{}`` when the file does not exist (retries while a
+    parallel writer that does not use :func:`write_json` leaves it incomplete)."""
+    for k in range(tries):
+        try:
+            return json.loads(path.read_text()) if path.exists() else {}
+        except json.JSONDecodeError:
+            if k == tries - 1:
+                raise
+            time.sleep(0.25)
+
+
+def write_json(path: pathlib.Path, obj, **kwargs) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a temporary file renamed over it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, **kwargs))
+    os.replace(tmp, path)
 
 
 def center_crop(x: torch.Tensor, h: int, w: int | None = None) -> torch.Tensor:

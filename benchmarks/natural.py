@@ -82,7 +82,7 @@ from deepinv_energy.models.base import bits_per_dim  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import center_crop, fmt_mean_se, mean_se, read_json  # noqa: E402
+from common import center_crop, fmt_mean_se, mean_se, read_json, write_json  # noqa: E402
 from restoration import BOUNDS, DEFAULTS, TUNE, run_method  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results"
@@ -239,7 +239,7 @@ def tune(nets, ids, restorers, denoisers, cache: pathlib.Path, widen: int = 4, n
         print(f"tuned {name}: {tuned[name]} {scores}", flush=True)
         RAW.mkdir(parents=True, exist_ok=True)
         tuned = {**read_json(cache), **tuned}  # merge with what a parallel process wrote
-        cache.write_text(json.dumps(tuned, indent=1))
+        write_json(cache, tuned, indent=1)
     return {**read_json(cache), **tuned}
 
 
@@ -299,7 +299,7 @@ class Runner:
         # merge with what a parallel process (same cache) wrote meanwhile
         self.store = {**read_json(self.cache), **self.store, k: r}
         RAW.mkdir(parents=True, exist_ok=True)
-        self.cache.write_text(json.dumps(self.store))
+        write_json(self.cache, self.store)
         print(f"{size:4d} {photo:13s} {task:14s} {method:12s} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}  "
               f"{r['time']:7.2f} s" + (f"  cov {r['coverage']:.3f}" if "coverage" in r else ""), flush=True)
         return r
@@ -418,6 +418,7 @@ def main(argv=None):
     ap.add_argument("--sizes", default="64,128,256", help="crop sides for denoising and bits/dim")
     ap.add_argument("--restore-sizes", default="", help="crop sides for restoration (default: --sizes)")
     ap.add_argument("--restore-photos", type=int, default=0, help="restoration on the first N photos only")
+    ap.add_argument("--methods", default="", help="comma-separated restoration methods (default: all)")
     ap.add_argument("--fig-photo", default="chelsea")
     ap.add_argument("--fig-size", type=int, default=256, help="crop side of the figure (0: no figure)")
     ap.add_argument("--threads", type=int, default=0)
@@ -435,6 +436,11 @@ def main(argv=None):
         args.photos = args.photos or "chelsea,camera,coffee"
         args.restore_sizes = args.restore_sizes or "64"
         restorers = ["MMSE-E", "MALA-E", "DiffPIR-E", "TV-PGD", "Wavelet-PGD"]
+    if args.methods:
+        bad = [m for m in args.methods.split(",") if m not in RESTORERS]
+        if bad:
+            raise SystemExit(f"unknown methods {bad}; choose among {RESTORERS}")
+        restorers = [m for m in restorers if m in args.methods.split(",")]
     suffix = ("_quick" if args.quick else "") if args.suffix is None else args.suffix
     sizes = [int(s) for s in args.sizes.split(",")]
     rsizes = [int(s) for s in args.restore_sizes.split(",")] if args.restore_sizes else sizes
@@ -484,9 +490,10 @@ def main(argv=None):
     bits = bits_rows(model, crops, train)
     mala = time_mala(nets, center_crop(photos_all[args.fig_photo], 256).unsqueeze(0), torch.get_num_threads())
     wall = time.time() - t_start
-    # restoration photos per size: those whose every cell is cached (parallel runs may differ)
-    rphotos = {s: [n for n in names if all(runner.key(s, n, t, m) in runner.store for t in TASKS for m in restorers)]
-               for s in rsizes}
+    # restoration photos per size: those on which the energy's own methods ran every task (parallel
+    # runs may differ); a method missing on one of them shows "not run"
+    rphotos = {s: [n for n in names if all(runner.key(s, n, t, m) in runner.store for t in TASKS
+                                           for m in ("MMSE-E", "MALA-E"))] for s in rsizes}
 
     # ------------------------------------------------------------------ report
     L = [f"# Natural-image energy model on held-out photos{' (quick mode)' if args.quick else ''}", "",
@@ -534,9 +541,9 @@ def main(argv=None):
           "| size | task | best of MMSE-E / MALA-E minus TV-PGD (dB) | >= 2 dB? |", "|---|---|---|---|"]
     for s in rsizes:
         for t in TASKS:
-            ps = {m: mean_se([runner.store[runner.key(s, p, t, m)]["psnr"] for p in rphotos[s]])[0]
-                  for m in ("MMSE-E", "MALA-E", "TV-PGD")} if rphotos[s] else {}
-            if ps:
+            ps = {m: mean_se([runner.store.get(runner.key(s, p, t, m), {}).get("psnr", math.nan)
+                              for p in rphotos[s]])[0] for m in ("MMSE-E", "MALA-E", "TV-PGD")}
+            if rphotos[s] and not any(math.isnan(v) for v in ps.values()):
                 gap = max(ps["MMSE-E"], ps["MALA-E"]) - ps["TV-PGD"]
                 L.append(f"| {s}x{s} | {t} | {gap:+.2f} | {'yes' if gap >= 2 else '**no**'} |")
     if plain is None:
