@@ -371,7 +371,28 @@ def _substitutions() -> str:
         plain = ROOT / "training_state" / "plain-28-chain" / "s3"  # same schedule, --objective denoiser
         if (plain / "log.csv").exists():
             subs["plain_speedup"] = f"{med / _median_seconds_per_step(plain)[0]:.1f}"
+    subs.update(_natural_training())
     return "\n".join(f".. |{k}| replace:: {v}" for k, v in subs.items()) + "\n"
+
+
+def _natural_training() -> dict:
+    """Steps, wall hours and median seconds per step of the bundled ``natural-gray`` model, from its
+    JSON metadata (the exported step) and its run's log (``training_state/natural-gray/log.csv``)."""
+    import csv
+
+    meta = json_load(ROOT / "deepinv_energy" / "weights" / "natural-gray.json").get("metadata", {})
+    log = ROOT / "training_state" / "natural-gray" / "log.csv"
+    step = int(meta.get("step", 0))
+    if not log.exists() or not step:
+        return {}
+    with open(log) as f:
+        rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
+    batch = json_load(log.parent / "config.json").get("batch_size", 32)
+    secs = sorted(batch / float(r["imgs_per_s"]) for r in rows)
+    t = [float(r["time"]) for r in rows]  # seconds since the (re)start of the process
+    hours = (t[0] + sum(b - a if b >= a else b for a, b in zip(t, t[1:]))) / 3600
+    return {"natural_steps": str(step), "natural_hours": f"{hours:.1f}",
+            "natural_s_per_step": f"{secs[len(secs) // 2]:.1f}"}
 
 
 def _budget_figure() -> None:
