@@ -380,6 +380,8 @@ class EnergyUNet(EnergyModel):
         return torch.maximum(v, rel).clamp_min(self.config.v_floor)
 
     def _rings(self, H: int, W: int, like: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # never cache a tensor made while tracing
+            return _ring_masks(H, W, self.config.n_rings, like.dtype, like.device)
         key = (H, W, like.dtype, like.device)
         if key not in self._rings_cache:
             self._rings_cache[key] = _ring_masks(H, W, self.config.n_rings, like.dtype, like.device)
