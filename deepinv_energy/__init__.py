@@ -41,39 +41,5 @@ def __dir__():
     return sorted(set(globals()) | set(_ORIGIN))
 
 
-__all__ = [
-    "__version__",
-    "BASES",
-    "Covariance",
-    "hartley",
-    "EnergyModel",
-    "EnergyUNet",
-    "UNetConfig",
-    "list_pretrained",
-    "GaussianEnergy",
-    "GaussianMixtureEnergy",
-    "MixturePosterior",
-    "EnergyDenoiser",
-    "UNetDenoiser",
-    "EnergyMMSE",
-    "MMSEOutput",
-    "EnergyPrior",
-    "AdaptiveSampler",
-    "MALASampler",
-    "PredictorCorrectorSampler",
-    "SplitGibbsSampler",
-    "geometric_schedule",
-    "BlindEstimator",
-    "BlindPosterior",
-    "BoxInpaintingFamily",
-    "DenoisingFamily",
-    "GaussianBlurFamily",
-    "MotionBlurFamily",
-    "OperatorFamily",
-    "LAM_MAX",
-    "LAM_MIN",
-    "SUPPORTED_PHYSICS",
-    "DenoisingProblem",
-    "UnsupportedPhysicsError",
-    "to_denoising_problem",
-]
+#: built from _SOURCES, the one place that lists the public names
+__all__ = ["__version__", *_ORIGIN]

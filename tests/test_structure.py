@@ -32,3 +32,14 @@ def test_models_do_not_import_problems_and_oracles_live_in_testing():
     import deepinv_energy.testing as t
 
     assert callable(t.measurement_posterior) and callable(t.random_mixture)
+
+
+def test_api_page_documents_every_top_level_public_name():
+    import re
+
+    import deepinv_energy
+
+    api = (ROOT / "docs" / "api.rst").read_text()
+    missing = [n for n in deepinv_energy.__all__ if n != "__version__" and not re.search(rf"\b{re.escape(n)}\b", api)]
+    assert not missing, f"docs/api.rst does not list {missing}"
+    assert set(deepinv_energy.__all__) == {"__version__", *deepinv_energy._ORIGIN}  # one list, _SOURCES
