@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from ..covariance import basis_transform, pixel_variance
+from ..covariance import from_basis, pixel_variance, to_basis
 from ..models.base import posterior_variance
 from ..problems import DenoisingProblem
 
@@ -255,7 +255,7 @@ class Chains:
         self.work = work_dtype
         self.gen = generator
         rep = lambda t: t.repeat(n, *([1] * (t.ndim - 1)))  # noqa: E731
-        self.xc = rep(basis_transform(problem.x_tilde.double(), self.basis))
+        self.xc = rep(to_basis(problem.x_tilde.double(), self.basis))
         self.lam_obs = rep(problem.cov.log_var.double().exp())
         self.observed = rep(problem.observed)
         self.n_chains = self.xc.shape[0]
@@ -408,7 +408,7 @@ class Chains:
 
     def finish(self, c: torch.Tensor, ev: Evaluation, lam: torch.Tensor, n: int, out_dtype) -> SamplerOutput:
         r"""Final Tweedie step :math:`x = y - \Lambda g` and :math:`\operatorname{Var}[x \mid y]` maps."""
-        x = basis_transform(ev.tweedie(c, lam), self.basis)
+        x = from_basis(ev.tweedie(c, lam), self.basis)
         v = ev.posterior_variance(lam).clamp(min=0)
         var = pixel_variance(v, self.basis).clamp(min=0)
         shape = (n, self.n_chains // n, *c.shape[1:])
@@ -424,7 +424,7 @@ class Chains:
         )
         return SamplerOutput(
             x=x.to(out_dtype).reshape(shape),
-            y=basis_transform(c, self.basis).to(out_dtype).reshape(shape),
+            y=from_basis(c, self.basis).to(out_dtype).reshape(shape),
             lam=lam.reshape(shape),
             variance=var.to(out_dtype).reshape(shape),
             basis=self.basis,
@@ -470,7 +470,7 @@ def run(chains: Chains, schedule, n: int, out_dtype, *, n_corrector: int, mh: bo
         bar.update(1)
         if level_callback is not None:
             r = slice(n_pilot_rows, None)  # the returned chains only
-            level_callback({"level": k, **schedule.info(k), "y": basis_transform(c[r], chains.basis), "lam": lam[r],
+            level_callback({"level": k, **schedule.info(k), "y": from_basis(c[r], chains.basis), "lam": lam[r],
                             "energy": ev.u[r], "acceptance": acc[r], "nfe": chains.nfe})
         done = schedule.finished(k, lam, chains)
         if bool(done.all()):
