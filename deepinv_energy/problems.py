@@ -54,6 +54,7 @@ __all__ = [
     "physics_matrix",
     "blur_transfer",
     "blur_spectrum",
+    "blur_variances",
     "simulate",
     "SUPPORTED_PHYSICS",
     "LAM_MIN",
@@ -320,18 +321,42 @@ def _symmetric_part(p: torch.Tensor) -> torch.Tensor:
     return 0.5 * (p + reflected)
 
 
-def _blur_problem(y, physics, sigma, lam_min, lam_max, lam_weak=None):
-    k = blur_transfer(physics, y)
-    if not torch.isfinite(k).all():
-        raise ValueError("the blur kernel (physics.filter) contains NaN or inf.")
-    power = _symmetric_part(k.abs() ** 2)
-    noise_var = _per_image(sigma**2)
+def blur_variances(power: torch.Tensor, noise_var: torch.Tensor, lam_min: float, lam_max: float,
+                   lam_weak: float | None = None) -> tuple:
+    r"""Hartley-basis variances of a circular blur measurement,
+    :math:`\lambda = \sigma^2 / |K|^2` on observed frequencies, :math:`\lambda_\max` elsewhere
+    (the covariance of :func:`to_denoising_problem` for ``BlurFFT``).
+
+    :param torch.Tensor power: :math:`|K|^2`, (B, C, H, W) (symmetrized here over
+        :math:`\omega \to -\omega`, exact for real kernels).
+    :param torch.Tensor noise_var: :math:`\sigma^2` broadcastable to ``power`` (e.g. (B, 1, 1, 1)).
+    :param float lam_weak: see :func:`to_denoising_problem` (``None``: :math:`\lambda_\max`).
+    :return: ``(lam, observed, power)``: variances, the observed frequencies (those with
+        :math:`\sigma^2 / |K|^2` below the cap) and the symmetrized power.
+
+    >>> import torch
+    >>> power = torch.tensor([1.0, 0.25, 1e-9, 0.25]).view(1, 1, 1, 4)  # |K|^2 of a 1 x 4 blur
+    >>> lam, obs, _ = blur_variances(power, torch.tensor(0.01), 1e-9, 1e3)
+    >>> [round(v, 6) for v in lam.flatten().tolist()], obs.flatten().tolist()
+    ([0.01, 0.04, 1000.0, 0.04], [True, True, False, True])
+    """
+    power = _symmetric_part(power)
     # largest variance of an observed frequency: lam_weak where there is noise (noise-free
     # measurements keep lam_max: their tiny-|K| frequencies would be rounding noise divided by |K|)
     cap = torch.where(noise_var > 0, float(lam_weak or lam_max), lam_max).to(power.dtype)
     observed = power * cap > noise_var.clamp(min=lam_min)
     safe = torch.where(observed, power, torch.ones_like(power))
     lam = torch.where(observed, torch.minimum((noise_var / safe).clamp(min=lam_min), cap), lam_max)
+    return lam, observed, power
+
+
+def _blur_problem(y, physics, sigma, lam_min, lam_max, lam_weak=None):
+    k = blur_transfer(physics, y)
+    if not torch.isfinite(k).all():
+        raise ValueError("the blur kernel (physics.filter) contains NaN or inf.")
+    noise_var = _per_image(sigma**2)
+    lam, observed, power = blur_variances(k.abs() ** 2, noise_var, lam_min, lam_max, lam_weak)
+    safe = torch.where(observed, power, torch.ones_like(power))
     x_hat = torch.fft.fft2(y) * torch.where(observed, k.conj() / safe, 0)
     x_tilde = torch.fft.ifft2(x_hat).real
     log_det = -0.5 * torch.where(observed, torch.log(safe), 0).double().flatten(1).sum(1)

@@ -12,6 +12,7 @@ import torch
 
 from deepinv_energy.covariance import Covariance
 from deepinv_energy.models.base import EnergyModel
+from deepinv_energy.problems import to_denoising_problem
 from deepinv_energy.training import (
     ALL_FAMILIES,
     DEFAULT_FAMILIES,
@@ -58,6 +59,41 @@ def test_mixed_batch_bases():
     assert [(c.basis, c.shape[0]) for c in covs] == [("pixel", 2), ("hartley", 6)]
     only = CovarianceDistribution(families=["box", "mask"])
     assert [c.basis for c in only.sample(4, (1, 8, 8))] == ["pixel"]
+
+
+def test_batched_draw_picks_families_by_weight_and_shares_channels():
+    """Every family is drawn for the whole batch and one is picked per sample: the picks follow the
+    weights (isotropic maps are constant, mask maps are not), and a multi-channel sample shares one
+    map across channels unless drawn channel-independent (fraction p_channel_independent)."""
+    n = 3000
+    dist = CovarianceDistribution(families=["isotropic", "mask"], weights={"isotropic": 3.0, "mask": 1.0},
+                                  p_channel_independent=0.25)
+    lv = dist.sample_basis("pixel", n, (3, 8, 8), torch.Generator().manual_seed(2)).log_var
+    flat = lv.flatten(2)
+    constant = (flat.amax(2) == flat.amin(2)).all(1)
+    assert abs(constant.double().mean().item() - 0.75) < 4 * math.sqrt(0.75 * 0.25 / n)
+    shared = (lv == lv[:, :1]).flatten(1).all(1)
+    assert abs(1 - shared.double().mean().item() - 0.25) < 4 * math.sqrt(0.25 * 0.75 / n)
+    with pytest.raises(ValueError, match="no family of basis"):
+        CovarianceDistribution(families=["mask"]).sample_basis("hartley", 4, (1, 8, 8))
+
+
+def test_box_grid_is_piecewise_constant_on_a_k_by_k_grid():
+    """``box_grid``: the map is constant on the cells of an k x k grid (rows floor(i k / H)), k in
+    [2, 8], with k^2 distinct levels."""
+    H, W, n = 16, 24, 64
+    dist = CovarianceDistribution(families=["box_grid"], p_useful=0.0)
+    lv = dist.sample(n, (1, H, W), torch.Generator().manual_seed(0))[0].log_var[:, 0]
+    ks = set()
+    for m in lv:
+        k = math.isqrt(m.unique().numel())
+        assert k * k == m.unique().numel() and 2 <= k <= 8
+        ks.add(k)
+        rows, cols = torch.arange(H) * k // H, torch.arange(W) * k // W
+        cell = rows.view(-1, 1) * k + cols.view(1, -1)
+        for c in range(k * k):
+            assert m[cell == c].unique().numel() == 1
+    assert len(ks) >= 5
 
 
 @pytest.mark.parametrize("family", ["box", "mask", "bands"])
@@ -124,6 +160,10 @@ def test_blur_families_are_deepinv_physics(family):
     assert observed.any() and (~observed).any()
     assert torch.allclose((lam * power)[observed], noise.expand_as(lam)[observed], rtol=1e-3)
     assert torch.allclose(lam[~observed], torch.tensor(100.0, dtype=torch.float64), rtol=1e-5)
+    # the covariance to_denoising_problem gives for the same physics (float32 spectra: the smallest
+    # |K|^2 agree to about 1e-4 relative)
+    ref = to_denoising_problem(torch.zeros(5, 1, H, W), physics, 1e-9, 100.0).cov.log_var[:, 0].double()
+    assert torch.allclose(lam.log(), ref, atol=1e-3)
 
 
 def test_blur_noise_level_is_a_variance():

@@ -17,10 +17,17 @@ Hartley basis (:math:`V` = DHT)
     kernels :math:`k` and noise variances :math:`s^2` as a deepinv
     ``BlurFFT(filter=k, noise_model=GaussianNoise(s))`` (:meth:`CovarianceDistribution.blur_physics`;
     Gaussian kernels from :func:`deepinv.physics.functional.gaussian_blur`, motion kernels
-    from :class:`~deepinv.physics.generator.MotionBlurGenerator`) and takes its covariance from
-    :func:`~deepinv_energy.to_denoising_problem`, the route every restoration takes:
+    from :class:`~deepinv.physics.generator.MotionBlurGenerator`); its covariance is the one
+    :func:`~deepinv_energy.to_denoising_problem` gives for these physics, the route every
+    restoration takes (:func:`~deepinv_energy.problems.blur_variances` of the kernels' spectra,
+    computed without building the physics):
     :math:`\lambda = s^2 / |K|^2` where that is below :math:`\lambda_\max`, :math:`\lambda_\max`
     elsewhere (:math:`|K|^2`: the eigenvalues of :math:`A^\top A`).
+
+Drawing is batched: every family of a basis is drawn for the whole batch and one is picked per
+sample, a fixed number of tensor operations per batch with no per-sample Python loop and no
+read-back to the host (except ``"motion_blur"``, whose deepinv generator takes a Python seed),
+so the draws can stay on the training device.
 
 The pixel families are heteroscedastic denoising with two (or more) free levels, a superset of
 what ``Inpainting`` and ``Downsampling`` give (noise level where observed, :math:`\lambda_\max`
@@ -55,7 +62,7 @@ from deepinv.physics.noise import GaussianNoise
 from .._checks import check_number, check_variance_range
 from ..covariance import LAM_MAX, LAM_MIN, Covariance
 from ..problems import blur_spectrum  # re-exported: its home is problems.py, beside the other spectra of physics
-from ..problems import to_denoising_problem
+from ..problems import blur_variances
 
 __all__ = [
     "CovarianceDistribution",
@@ -221,15 +228,12 @@ class CovarianceDistribution:
         return self._two_levels(inside, n, g, dev)
 
     def _box_grid(self, n, H, W, g, dev):
-        out = torch.empty(n, H, W, device=dev)
-        ks = self._randint(2, max(2, min(8, H, W)), n, g, dev)
-        for i in range(n):
-            k = int(ks[i])
-            lv = self._levels((k, k), g, dev)
-            ri = torch.div(torch.arange(H, device=dev) * k, H, rounding_mode="floor")
-            ci = torch.div(torch.arange(W, device=dev) * k, W, rounding_mode="floor")
-            out[i] = lv[ri][:, ci]
-        return out
+        kmax = max(2, min(8, H, W))
+        k = self._randint(2, kmax, n, g, dev).view(n, 1)
+        lv = self._levels((n, kmax * kmax), g, dev)  # a kmax x kmax grid of levels, the top-left k x k used
+        ri = torch.div(torch.arange(H, device=dev) * k, H, rounding_mode="floor")  # (n, H): row of the grid
+        ci = torch.div(torch.arange(W, device=dev) * k, W, rounding_mode="floor")
+        return lv.gather(1, (ri.unsqueeze(2) * kmax + ci.unsqueeze(1)).view(n, H * W)).view(n, H, W)
 
     def _decimation(self, n, H, W, g, dev):
         s = self._randint(2, 4, n, g, dev).view(-1, 1, 1)
@@ -302,9 +306,12 @@ class CovarianceDistribution:
                        noise_model=GaussianNoise(sigma=torch.exp(0.5 * noise_log_var)))
 
     def _blur(self, family, n, H, W, g, dev):
-        physics = self.blur_physics(family, n, H, W, g, dev)
-        y = torch.zeros(n, 1, H, W, device=dev)  # the covariance does not depend on the measurement
-        return to_denoising_problem(y, physics, self.lam_min, self.lam_max).cov.log_var[:, 0]
+        # the covariance of to_denoising_problem for blur_physics(family, ...) (same draws, tested),
+        # computed from the kernels without building the physics
+        k = self._kernels(family, n, H, W, g, dev)
+        noise_var = torch.exp(self._levels((n, 1, 1), g, dev))
+        lam, _, _ = blur_variances(blur_spectrum(k, H, W), noise_var, self.lam_min, self.lam_max)
+        return torch.log(lam)
 
     def _lowpass(self, n, H, W, g, dev):
         fy = torch.fft.fftfreq(H, device=dev).abs().view(1, H, 1)
@@ -329,7 +336,8 @@ class CovarianceDistribution:
         return fn(n, H, W, g, dev).float().contiguous()
 
     def sample_basis(self, basis: str, n: int, shape, generator=None, device="cpu") -> Covariance:
-        """``n`` covariances in one basis, families drawn per sample by their weights.
+        """``n`` covariances in one basis, families drawn per sample by their weights (each
+        family with a positive weight is computed for all ``n`` samples, then one is picked per sample).
 
         :param str basis: a basis with families (:data:`BASIS_FAMILIES`).
         :param int n: batch size.
@@ -339,21 +347,18 @@ class CovarianceDistribution:
         fams = self.basis_families.get(basis)
         if not fams:
             raise ValueError(f"no family of basis {basis!r} among {self.families}.")
+        fams = [f for f in fams if self.weights[f] > 0]
         C, H, W = shape
         dev = torch.device(device)
         w = torch.tensor([self.weights[f] for f in fams], device=dev)
-        choice = torch.multinomial(w.expand(n, -1), 1, generator=generator).view(n)
-        indep = (self._u((n,), generator, dev) < self.p_channel_independent) & (C > 1)
-        out = torch.empty(n, C, H, W, device=dev)
-        for fi, fam in enumerate(fams):
-            idx = (choice == fi).nonzero().view(-1)
-            if idx.numel() == 0:
-                continue
-            m = idx.numel()
-            maps = self._draw(fam, m * C, H, W, generator, dev).view(m, C, H, W)
-            shared = ~indep[idx]
-            maps[shared] = maps[shared][:, :1].expand(-1, C, H, W).clone()
-            out[idx] = maps
+        choice = torch.multinomial(w.expand(n, -1), 1, generator=generator).view(1, n, 1, 1, 1)
+        # every family drawn for every sample, then one picked per sample: a fixed number of
+        # batched operations, no per-sample Python and no read-back of the choice to the host
+        maps = torch.stack([self._draw(f, n * C, H, W, generator, dev).view(n, C, H, W) for f in fams])
+        out = maps.gather(0, choice.expand(1, n, C, H, W))[0]
+        if C > 1:  # one map shared by all channels unless the sample is channel-independent
+            indep = self._u((n, 1, 1, 1), generator, dev) < self.p_channel_independent
+            out = torch.where(indep, out, out[:, :1].expand(n, C, H, W))
         out = out.clamp(math.log(self.lam_min), math.log(self.lam_max))
         return Covariance(basis, out)
 
