@@ -175,7 +175,7 @@ def write(rows, args, wall) -> None:
         f"{platform.processor() or platform.machine()}, one intra-op thread on CPU. `before` = the trainer at "
         f"`{args.before}`, `after` = {('the trainer at `' + args.after + '`') if args.after else 'this checkout'}. Configuration: edm weighting, wiener input, p_unobserved 0.9, default families, depth 2, "
         f"28x28 images. ms/step: the fastest of {args.steps} steps (after one untimed step) over {args.rounds} runs of before and after, alternately (one run of the other variants): the CPU was shared with other jobs, which only slow steps down. aten ops: `aten::` events of one "
-        "step in torch.profiler (nested included); top ops: events called from Python or the autograd engine. loss: of the last timed step (step 3 of a fresh model, whose network output starts at zero: it says nothing yet of the quality bf16 trains to).",
+        "step in torch.profiler (nested included); top ops: events called from Python or the autograd engine. loss: of the last timed step (step 3 of a fresh model, whose network output starts at zero: it says nothing yet of the quality bf16 trains to; since the batched covariance draws of b14f9bb the same seed draws other covariances of the same distribution, so `before` and `after` losses differ by the draw).",
         "",
         "| device | width | batch | variant | ms/step | images/s | x before | aten ops | top ops | loss |",
         "|---|---|---|---|---|---|---|---|---|---|",
