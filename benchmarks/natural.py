@@ -549,6 +549,7 @@ def main(argv=None):
     if plain is None:
         L += ["", "Tweedie-E within 0.3 dB of the plain denoiser: cannot be checked, the plain denoiser is not trained yet."]
     else:
+        L += ["", "Tweedie-E within 0.3 dB of the plain denoiser of the same budget (mean ± SE over photos):", ""]
         for s in sizes:
             for t in dtasks:
                 d = [runner.store[runner.key(s, p, t, "Tweedie-E")]["psnr"] - runner.store[runner.key(s, p, t, "Tweedie-P")]["psnr"]

@@ -4,7 +4,8 @@ The methods of ``benchmarks/restoration.py`` (same tasks, test images, seeds, me
 deepinv's methods, the hyper-parameters tuned there at 20 evaluations: ``raw/tuned.json``) and two
 ablations of ours (``PCcov-E``: ``MALA-E`` without the Metropolis step; ``AdaptiveCap-E``: the
 adaptive schedule with ``max_decrease=0.3``) run with about 20, 50 and 100 network evaluations
-per draw on the first ``--n`` test images. Writes
+per draw on the first ``--n`` test images; ``AdaptiveDefault-E`` is the adaptive schedule at its
+defaults (it chooses its own evaluations, run once, the default marked in the tables). Writes
 ``benchmarks/results/nfe.md`` (PSNR of the mean of 2 draws, of one draw, classifier accuracy,
 time per image) and ``nfe.png`` (PSNR of the mean against NFE, one panel per task). Each
 (task, method, budget) is cached in ``raw/nfe_*.json``, so an interrupted run resumes.
@@ -37,11 +38,11 @@ from restoration import (ABLATIONS, METHODS, OUT, RAW, TASKS, UNSUPPORTED, read_
 from deepinv_energy.data import load_images  # noqa: E402
 
 #: methods whose cost does not depend on the budget: run once, drawn as a horizontal line
-FIXED_NFE = ("MMSE-E",)
+FIXED_NFE = ("MMSE-E", "AdaptiveDefault-E")
 #: our samplers on fixed geometric schedules, against which the adaptive schedule's NFE is compared
 FIXED_SCHEDULES = ("PC-E", "MALA-E", "PCcov-E")
-DEFAULT_METHODS = ("MMSE-E", "PC-E", "MALA-E", "PCcov-E", "Adaptive-E", "AdaptiveCap-E", "DiffPIR-E", "DDRM-E",
-                   "PiGDM-E", "DDRM-P", "PiGDM-P")
+DEFAULT_METHODS = ("MMSE-E", "PC-E", "MALA-E", "PCcov-E", "Adaptive-E", "AdaptiveCap-E", "AdaptiveDefault-E",
+                   "DiffPIR-E", "DDRM-E", "PiGDM-E", "DDRM-P", "PiGDM-P")
 
 
 def nfe_to_reach(points, target):
@@ -76,7 +77,8 @@ def ratio_table(results, task, methods, budgets):
             else:
                 cell = f"{best[1]}{best[0]:.0f} ({best[2]})"
                 ratio = f"{'>=' if best[1] == '<=' else ''}{r['nfe'] / best[0]:.2f}"
-            rows.append(f"| {method} | {steps} | {r['nfe']:.0f} | {r['psnr']:.2f} | {cell} | {ratio} |")
+            label = "default" if method in FIXED_NFE else steps
+            rows.append(f"| {method} | {label} | {r['nfe']:.0f} | {r['psnr']:.2f} | {cell} | {ratio} |")
     return rows
 
 
@@ -122,7 +124,9 @@ def main(argv=None):
          "(`max_decrease=0.3`, so at least about 46 evaluations). `MMSE-E` is the one-evaluation posterior "
          "mean (`EnergyMMSE`): its cost does not depend on the budget (dotted line in the figure). The adaptive "
          "schedule's tolerance at a budget of s evaluations is 3 / s (`restoration.py`), far above its default "
-         "(0.00625).", ""]
+         "(0.00625); `AdaptiveDefault-E` is `AdaptiveSampler` at its defaults (the default tolerance and step "
+         "cap): it chooses its own evaluations (its row's NFE; a star in the figure) and is marked `default` "
+         "in the NFE-at-equal-error tables.", ""]
     if args.n < 32 or tuple(methods) != DEFAULT_METHODS or tasks != ["box", "gblur-0.05"] or args.out != "nfe":
         L[2:2] = [f"**Reduced configuration** (`python benchmarks/nfe.py {' '.join(argv if argv is not None else sys.argv[1:])}`): "
                   f"{args.n} images, methods {', '.join(methods)}; the full run (32 images, every method) is the default.", ""]
@@ -138,7 +142,10 @@ def main(argv=None):
                 r = rs[0]
                 L.append(f"| {method} ({r['nfe']:.0f} NFE) | {r['psnr']:.2f} / {r['psnr1']:.2f} / {r['correct']:.2f} | "
                          + "- | " * (len(budgets) - 1) + f"{r['time']:.2f} |")
-                ax.axhline(r["psnr"], color="k", ls=":", lw=1.2, label=f"{method} ({r['nfe']:.0f} NFE)")
+                if r["nfe"] > 1:  # a sampler at its defaults: one point at the evaluations it chose
+                    ax.plot([r["nfe"]], [r["psnr"]], "*", ms=11, label=f"{method} (default, {r['nfe']:.0f} NFE)")
+                else:
+                    ax.axhline(r["psnr"], color="k", ls=":", lw=1.2, label=f"{method} ({r['nfe']:.0f} NFE)")
                 continue
             L.append(f"| {method} | " + " | ".join(f"{r['psnr']:.2f} / {r['psnr1']:.2f} / {r['correct']:.2f}" for r in rs)
                      + f" | {rs[-1]['time']:.2f} |")

@@ -96,8 +96,9 @@ METHODS = OURS + tuple(f"{m}-{n}" for n in ("E", "P") for m in DEEPINV)
 #: ablations of ours (run by ``benchmarks/nfe.py``, or here by name): MALA without the Metropolis step, the
 #: adaptive schedule with its step capped at 0.3, and with Euler steps, its default before 2026-12-02
 #: (see :class:`~deepinv_energy.AdaptiveSampler`); the split Gibbs sampler with its defaults before
-#: 2026-12-02 (8 values of rho, ten-level x-steps)
-ABLATIONS = ("PCcov-E", "AdaptiveCap-E", "AdaptiveEuler-E", "SplitGibbs8-E")
+#: 2026-12-02 (8 values of rho, ten-level x-steps); the adaptive schedule at its defaults (tolerance
+#: and step cap of the class: it ignores the budget)
+ABLATIONS = ("PCcov-E", "AdaptiveCap-E", "AdaptiveEuler-E", "SplitGibbs8-E", "AdaptiveDefault-E")
 #: our samplers and ablations: class and settings (levels or tolerance come from the budget)
 OUR_SAMPLERS = {
     "PC": (PredictorCorrectorSampler, {"n_corrector": 1, "predictor": "euler"}),
@@ -106,7 +107,10 @@ OUR_SAMPLERS = {
     "Adaptive": (AdaptiveSampler, {"max_decrease": 2.0}),
     "AdaptiveCap": (AdaptiveSampler, {"max_decrease": 0.3}),
     "AdaptiveEuler": (AdaptiveSampler, {"max_decrease": 2.0, "predictor": "euler"}),
+    "AdaptiveDefault": (AdaptiveSampler, {}),
 }
+#: samplers run at their class defaults whatever the budget
+BUDGET_FREE = ("AdaptiveDefault",)
 #: hyper-parameter grids of deepinv's methods (tuned per task on training images)
 TUNE = {
     "DPS": ("weight", (0.3, 1.0, 3.0)),
@@ -121,7 +125,8 @@ BOUNDS = {"DDRM": (0.0, 1.0)}
 #: exact samplers need a physics written as denoising; the split Gibbs sampler runs everywhere but is only
 #: benchmarked where the exact samplers cannot go
 UNSUPPORTED = ({("sr2", "DDRM-E"), ("sr2", "DDRM-P")}
-               | {(t, m) for t in GENERAL_TASKS for m in ("MMSE-E", "PC-E", "MALA-E", "Adaptive-E", "DDRM-E", "DDRM-P", "ULA-E", "ULA-P")}
+               | {(t, m) for t in GENERAL_TASKS for m in ("MMSE-E", "PC-E", "MALA-E", "Adaptive-E", "AdaptiveDefault-E", "DDRM-E", "DDRM-P",
+                                                 "ULA-E", "ULA-P")}
                | {(t, m) for t in TASKS for m in ("SplitGibbs-E", "SplitGibbsMean-E", "SplitGibbs8-E")})
 DEFAULTS = {"DPS": 1.0, "DiffPIR": 7.0, "DDRM": 0.85, "PiGDM": 5.0, "ULA": 1.0}
 
@@ -182,7 +187,12 @@ def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, st
         return out.x, float(out.diagnostics.nfe_per_chain.double().mean())
     if base in OUR_SAMPLERS:
         cls, settings = OUR_SAMPLERS[base]
-        budget = {"tolerance": _adaptive_tolerance(steps)} if cls is AdaptiveSampler else {"n_levels": steps // 2}
+        if base in BUDGET_FREE:
+            budget = {}
+        elif cls is AdaptiveSampler:
+            budget = {"tolerance": _adaptive_tolerance(steps)}
+        else:
+            budget = {"n_levels": steps // 2}
         sampler = cls(model, sigma_max=_sigma_max(y, physics), **budget, **settings)
         out = sampler.draw(y, physics, n=draws, seed=seed)
         return out.x, float(out.diagnostics.nfe_per_chain.double().mean())
