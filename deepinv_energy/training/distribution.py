@@ -344,10 +344,9 @@ class CovarianceDistribution:
         :param tuple shape: image shape (C, H, W).
         :param torch.Generator generator: source of randomness (on ``device``).
         """
-        fams = self.basis_families.get(basis)
+        fams = [f for f in self.basis_families.get(basis, ()) if self.weights[f] > 0]
         if not fams:
-            raise ValueError(f"no family of basis {basis!r} among {self.families}.")
-        fams = [f for f in fams if self.weights[f] > 0]
+            raise ValueError(f"no family of basis {basis!r} with a positive weight among {self.families}.")
         C, H, W = shape
         dev = torch.device(device)
         w = torch.tensor([self.weights[f] for f in fams], device=dev)
