@@ -263,7 +263,8 @@ class Runner:
         self.psnr, self.ssim = dinv.metric.PSNR(), dinv.metric.SSIM()
 
     def key(self, size, photo, task, method):
-        net = self.ids["plain" if method.endswith("-P") else "energy"]
+        # methods without a network (BM3D, TV, wavelets) do not depend on either
+        net = self.ids["plain"] if method.endswith("-P") else self.ids["energy"] if method.endswith("-E") else "-"
         return f"{size}/{photo}/{task}/{method}/{net}/{self.args.draws}"
 
     def cell(self, size, photo, seed, x, task, method, keep=False):
