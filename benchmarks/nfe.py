@@ -1,7 +1,7 @@
 r"""Quality against network evaluations: the restoration benchmark at several budgets.
 
 The methods of ``benchmarks/restoration.py`` (same tasks, test images, seeds, metrics and, for
-deepinv's methods, the hyper-parameters tuned there at 20 evaluations: ``raw/tuned.json``) and two
+deepinv's methods, the hyper-parameters tuned there at 20 evaluations: ``raw/tuned.json``) and three
 ablations of ours (``PCcov-E``: ``MALA-E`` without the Metropolis step; ``AdaptiveCap-E``: the
 adaptive schedule with ``max_decrease=0.3``) run with about 20, 50 and 100 network evaluations
 per draw on the first ``--n`` test images; ``AdaptiveDefault-E`` is the adaptive schedule at its
@@ -37,7 +37,8 @@ from restoration import (ABLATIONS, METHODS, OUT, RAW, TASKS, UNSUPPORTED, read_
 
 from deepinv_energy.data import load_images  # noqa: E402
 
-#: methods whose cost does not depend on the budget: run once, drawn as a horizontal line
+#: methods whose cost does not depend on the budget: run once (in the figure: a horizontal line for
+#: the one-evaluation mean, a point at its own NFE for a sampler at its defaults)
 FIXED_NFE = ("MMSE-E", "AdaptiveDefault-E")
 #: our samplers on fixed geometric schedules, against which the adaptive schedule's NFE is compared
 FIXED_SCHEDULES = ("PC-E", "MALA-E", "PCcov-E")
