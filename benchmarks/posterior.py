@@ -174,7 +174,7 @@ def run_batch(method, nets, xb, task, start, draws, steps, param, classifier, la
         lo, hi, std = mean - Z90 * var.sqrt(), mean + Z90 * var.sqrt(), var.sqrt()
     else:
         with torch.set_grad_enabled(method.split("-")[0] in ("DPS", "PiGDM")):
-            xs, nfe = run_method(method, nets, y, physics, noise, draws, steps, param, start)
+            xs, nfe, _ = run_method(method, nets, y, physics, noise, draws, steps, param, start)
         xs = xs.detach().float().clamp(0, 1)
     secs = time.perf_counter() - t0
     region = unobserved(y, physics)

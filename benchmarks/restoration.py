@@ -172,19 +172,22 @@ def make_task(name: str, x: torch.Tensor, seed: int):
 
 # ---------------------------------------------------------------------------------------- methods
 def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, steps: int, param, seed: int):
-    """``(draws (K, B, C, H, W), network evaluations per draw)``."""
+    """``(draws (K, B, C, H, W), network evaluations per draw, variance)``: ``variance`` is ``None``
+    when the draws are posterior samples, or (K, B, C, H, W) per-pixel :math:`\operatorname{Var}[x \mid y_K]`
+    when each draw is a Tweedie estimate :math:`\mathbb{E}[x \mid y_K]` of ours
+    (:class:`~deepinv_energy.sampling.SamplerOutput`): the part of the posterior variance it does not carry."""
     base, kind = method.rsplit("-", 1)
     model = nets["energy"]
     den = EnergyDenoiser(model) if kind == "E" else UNetDenoiser(nets["plain"])
     if base == "MMSE":  # deterministic: every "draw" is the one-evaluation posterior mean
         mean = EnergyMMSE(model)(y, physics)
-        return mean.unsqueeze(0).expand(draws, *mean.shape), 1.0
+        return mean.unsqueeze(0).expand(draws, *mean.shape), 1.0, None
     if base.startswith("SplitGibbs"):  # defaults; the mean variant spends one evaluation per sweep
         mean = base == "SplitGibbsMean"
         old = {"n_stages": 8, "x_levels": 10} if base == "SplitGibbs8" else {}
         sampler = SplitGibbsSampler(model, **({"n_stages": steps, "x_step": "mean"} if mean else old))
         out = sampler.draw(y, physics, n=draws, seed=seed)
-        return out.x, float(out.diagnostics.nfe_per_chain.double().mean())
+        return out.x, float(out.diagnostics.nfe_per_chain.double().mean()), out.variance
     if base in OUR_SAMPLERS:
         cls, settings = OUR_SAMPLERS[base]
         if base in BUDGET_FREE:
@@ -195,7 +198,7 @@ def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, st
             budget = {"n_levels": steps // 2}
         sampler = cls(model, sigma_max=_sigma_max(y, physics), **budget, **settings)
         out = sampler.draw(y, physics, n=draws, seed=seed)
-        return out.x, float(out.diagnostics.nfe_per_chain.double().mean())
+        return out.x, float(out.diagnostics.nfe_per_chain.double().mean()), out.variance
     xs = []
     for k in range(draws):
         s = seed + 1 + k
@@ -229,7 +232,7 @@ def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, st
             xs = [xk] * draws  # the chain mean: one "draw"
             break
         xs.append(xk.detach().float())
-    return torch.stack(xs), float(steps)
+    return torch.stack(xs), float(steps), None
 
 
 def _sigma_max(y, physics, top: float = 10.0) -> float:
@@ -255,7 +258,7 @@ def evaluate(method, nets, x, task, draws, steps, param, seed, batch, classifier
         xb = x[i : i + batch]
         physics, y, noise = make_task(task, xb, seed + i)
         with torch.set_grad_enabled(method.split("-")[0] in ("DPS", "PiGDM")):
-            xs, n = run_method(method, nets, y, physics, noise, draws, steps, param, seed + i)
+            xs, n, _ = run_method(method, nets, y, physics, noise, draws, steps, param, seed + i)
         xs = xs.detach().float().clamp(0, 1)
         mean = xs.mean(0)
         means.append(mean)

@@ -3,13 +3,21 @@
 # photos; see training_state/README.md). Resumes from $OUT/checkpoint.pt when present:
 #   mkdir -p /work/runs/natural-gray2 && cp training_state/natural-gray/* /work/runs/natural-gray2/
 #   bash scripts/train_natural.sh
+# NPROC=2 runs it as two gloo processes (torchrun), each on one thread with half of every global
+# batch: the same training to float32 round-off (tests/test_training.py::test_ddp_two_gloo_processes);
+# use it only when both cores are free (its speed-up on this machine has not been measured).
 # The photos: apt-get install -y mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04
 set -euo pipefail
 OUT=${OUT:-/work/runs/natural-gray2}
 PY=${PY:-python}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
-OMP_NUM_THREADS=1 nohup "$PY" -m deepinv_energy.training.trainer \
+NPROC=${NPROC:-1}
+LAUNCH=("$PY")
+if [ "$NPROC" -gt 1 ]; then
+  LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC")
+fi
+OMP_NUM_THREADS=1 nohup "${LAUNCH[@]}" -m deepinv_energy.training.trainer \
   --data natural-gray:32,50000 --split train --out "$OUT" \
   --steps "${STEPS:-60000}" --batch-size 32 --lr 3e-4 --warmup 500 --schedule cosine \
   --loss-weight edm --input-scale wiener --p-unobserved 0.5 \

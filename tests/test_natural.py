@@ -73,3 +73,24 @@ def test_training_refuses_the_held_out_photos(tmp_path):
 
     with pytest.raises(ValueError, match="held-out natural test photos"):
         Trainer(TrainConfig(data="natural-gray:32,8", split="test", out=str(tmp_path / "run")))
+
+
+@pytest.mark.parametrize("between, known", [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
+def test_benchmark_coverage_is_calibrated_for_exact_draws(between, known):
+    """benchmarks/natural.py's 90 % intervals from K = 4 Tweedie draws m_k ~ N(0, a) with known
+    Var[x | y_K] = b, for a truth x ~ N(0, a + b) independent of the draws: 0.9 of the truth inside
+    when only the draws vary (Student t, 3 dof), when only the Tweedie variance counts (Gaussian),
+    and within 0.01 in between (Welch-Satterthwaite)."""
+    pytest.importorskip("scipy")
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    from natural import coverage
+
+    g = torch.Generator().manual_seed(0)
+    n, k = 200_000, 4
+    m = between**0.5 * torch.randn(k, n, generator=g, dtype=torch.float64)
+    x = (between + known) ** 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+    var = torch.full((k, n), known, dtype=torch.float64)
+    assert abs(coverage(m, x, var) - 0.9) < 0.01
