@@ -172,7 +172,7 @@ def make_task(name: str, x: torch.Tensor, seed: int):
 
 # ---------------------------------------------------------------------------------------- methods
 def run_method(method: str, nets: dict, y, physics, noise: float, draws: int, steps: int, param, seed: int):
-    """``(draws (K, B, C, H, W), network evaluations per draw, variance)``: ``variance`` is ``None``
+    r"""``(draws (K, B, C, H, W), network evaluations per draw, variance)``: ``variance`` is ``None``
     when the draws are posterior samples, or (K, B, C, H, W) per-pixel :math:`\operatorname{Var}[x \mid y_K]`
     when each draw is a Tweedie estimate :math:`\mathbb{E}[x \mid y_K]` of ours
     (:class:`~deepinv_energy.sampling.SamplerOutput`): the part of the posterior variance it does not carry."""
