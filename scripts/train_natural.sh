@@ -6,7 +6,7 @@
 # NPROC=2 runs it as two gloo processes (torchrun), each on one thread with half of every global
 # batch: the same training to float32 round-off (tests/test_training.py::test_ddp_two_gloo_processes);
 # use it only when both cores are free. Measured on 2026-12-06 (2-core machine, nothing else running):
-# 0.95 s per step with NPROC=2 against 1.73 s with one process, a 1.8x speed-up.
+# 0.82-0.95 s per step with NPROC=2 against 1.73 s with one process, a 1.8-2.1x speed-up.
 # The photos: apt-get install -y mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04
 set -euo pipefail
 OUT=${OUT:-/work/runs/natural-gray2}
